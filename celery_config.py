@@ -1,0 +1,54 @@
+"""Celery settings shared by every producer and worker, safe by default.
+
+Delivery is at-least-once: publisher confirms, persistent messages on durable queues,
+acknowledgement after the task ran (a worker that dies mid-task leaves its message to be
+redelivered), and a prefetch of one so a busy worker holds no queued work hostage.
+JSON is the only content accepted: a pickle message is refused, never executed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .rabbitmq_config import SETTINGS
+
+broker_url: str = SETTINGS.broker_url
+result_backend: str = SETTINGS.result_backend
+
+# JSON only: pickle would let anyone who can publish run code on the workers.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# At-least-once delivery.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_publish_retry = True
+task_publish_retry_policy = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
+broker_transport_options: dict[str, Any] = {"confirm_publish": True}
+if SETTINGS.uses_filesystem_broker:
+    broker_transport_options = {
+        "data_folder_in": SETTINGS.broker_filesystem_dir,
+        "data_folder_out": SETTINGS.broker_filesystem_dir,
+        "polling_interval": 0.05,
+    }
+
+# Connections: a short socket timeout, bounded retries at start (the CLIs add a deadline),
+# and a running worker that loses the broker keeps reconnecting rather than dying.
+broker_connection_timeout = 4.0
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+broker_heartbeat = 60
+worker_cancel_long_running_tasks_on_connection_loss = True
+
+# Results and time.
+result_expires = 3600
+result_extended = True
+task_track_started = False
+enable_utc = True
+timezone = "UTC"
+worker_hijack_root_logger = True
+worker_redirect_stdouts = True
+worker_send_task_events = False

@@ -1,0 +1,156 @@
+"""`Contract`: the base of every task stub, and the checks that keep both ends honest.
+
+A contract is a direct subclass of `Contract` with a unique `name` and a typed `run`
+that raises `ContractNotImplemented`. The consumer subclasses it and implements `run`
+with the very same signature; the producer calls `delay()` on the stub, and every call is
+checked against that signature before anything is published.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any, ClassVar
+
+from celery import Task
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from .errors import BadArguments, ContractNotImplemented, ImplementationError
+
+_STRICT = ConfigDict(strict=True)
+
+
+class Contract(Task):  # type: ignore[misc]  # celery ships no type information
+    """Base class of task contracts; see the module docstring."""
+
+    #: The stub class a task class fulfils (set for every subclass).
+    contract: ClassVar[type[Contract]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if Contract in cls.__bases__:
+            name = cls.__dict__.get("name")
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"contract {cls.__qualname__} needs a non-empty string 'name'")
+            if "run" not in cls.__dict__:
+                raise TypeError(f"contract {cls.__qualname__} needs a typed run() method")
+            cls.contract = cls
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Check the call against the contract, then publish; a bad call publishes nothing."""
+        checked_args, checked_kwargs = check_call(type(self).contract, args or (), kwargs or {})
+        return super().apply_async(checked_args, checked_kwargs, **options)
+
+
+def is_contract_class(cls: object) -> bool:
+    """True for a contract stub or any subclass of one."""
+    return isinstance(cls, type) and issubclass(cls, Contract) and hasattr(cls, "contract")
+
+
+@cache
+def signature_of(cls: type[Contract]) -> inspect.Signature:
+    """The signature of `cls.run` without `self`, with string annotations resolved."""
+    run = cls.run
+    hints = typing.get_type_hints(run)
+    sig = inspect.signature(run)
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in list(sig.parameters.values())[1:]
+    ]
+    return sig.replace(
+        parameters=params, return_annotation=hints.get("return", sig.return_annotation)
+    )
+
+
+def describe(cls: type[Contract]) -> str:
+    """`name(param: type, ...) -> type`, as users see a contract."""
+    return f"{cls.contract.name}{signature_of(cls.contract)}"
+
+
+@cache
+def _adapter(annotation: Any, strict: bool) -> TypeAdapter[Any]:
+    if annotation is inspect.Parameter.empty:
+        annotation = Any
+    return TypeAdapter(annotation, config=_STRICT if strict else None)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation)
+
+
+def _check_value(cls: type[Contract], param: inspect.Parameter, value: Any, strict: bool) -> Any:
+    try:
+        checked = _adapter(param.annotation, strict).validate_python(value)
+    except ValidationError:
+        raise BadArguments(
+            f"{describe(cls)}: argument {param.name} must be {_type_name(param.annotation)}, "
+            f"got {type(value).__name__} {value!r}"
+        ) from None
+    return _adapter(param.annotation, strict).dump_python(checked, mode="json")
+
+
+def check_call(
+    cls: type[Contract],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    from_text: bool = False,
+) -> tuple[list[Any], dict[str, Any]]:
+    """Bind a call to the contract's signature and check every value against its annotation.
+
+    Returns JSON-ready positional and keyword arguments. Values are checked strictly (an
+    `int` parameter refuses `"1"` and `True`), unless `from_text`, where command-line text
+    is converted by the annotation (`"1"` becomes `1`). Raises `BadArguments`.
+    """
+    sig = signature_of(cls)
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise BadArguments(f"{describe(cls)}: {exc}") from None
+    for name, value in bound.arguments.items():
+        param = sig.parameters[name]
+        if param.kind is param.VAR_POSITIONAL:
+            bound.arguments[name] = tuple(_check_value(cls, param, v, not from_text) for v in value)
+        elif param.kind is param.VAR_KEYWORD:
+            bound.arguments[name] = {
+                k: _check_value(cls, param, v, not from_text) for k, v in value.items()
+            }
+        else:
+            bound.arguments[name] = _check_value(cls, param, value, not from_text)
+    return list(bound.args), dict(bound.kwargs)
+
+
+def check_implementation(cls: type) -> None:
+    """Refuse a worker class that does not fulfil its contract: raises `ImplementationError`.
+
+    It must subclass a contract stub, override `run`, and keep the stub's signature exactly
+    (parameter names, kinds, defaults, annotations and the return annotation).
+    """
+    if not is_contract_class(cls):
+        raise ImplementationError(f"{cls!r} does not subclass a celery_tasks contract")
+    contract = cls.contract
+    if cls.run is contract.run:
+        raise ImplementationError(
+            f"{contract.name}: {cls.__qualname__} is the contract stub, not an implementation; "
+            "subclass it and implement run()"
+        )
+    expected, actual = signature_of(contract), signature_of(cls)
+    if expected != actual:
+        raise ImplementationError(
+            f"{contract.name}: {cls.__qualname__}.run{actual} differs from the contract "
+            f"run{expected}"
+        )
+
+
+def not_implemented(cls: type[Contract]) -> ContractNotImplemented:
+    """The error a stub's `run` raises when something tries to execute the contract itself."""
+    return ContractNotImplemented(
+        f"{cls.name} is a contract stub: only a consumer implementation can run it"
+    )

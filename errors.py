@@ -1,0 +1,86 @@
+"""Errors a user can act on, each with its own exit code.
+
+Producer and consumer share these, so a failure reads the same on both sides and a
+script can tell one from another by the exit code alone.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0  # everything asked for was done
+EXIT_TASK_FAILED = 1  # a task ran and raised (with --count: at least one did)
+EXIT_USAGE = 2  # the command line itself is wrong: unknown option, missing task name
+EXIT_BAD_ARGUMENTS = 3  # the task's arguments do not match its contract; nothing was sent
+EXIT_UNKNOWN_TASK = 4  # no contract (or no implementation) has that name
+EXIT_BROKER_UNREACHABLE = 5  # the broker could not be reached within the connect timeout
+EXIT_TIMEOUT = 6  # the result did not arrive within --timeout
+EXIT_CONFIG = 7  # a setting (environment or .env) is invalid
+EXIT_IMPLEMENTATION = 8  # a worker's implementation does not fulfil its contract
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT)
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_TASK_FAILED: "the task raised an error (with --count: at least one task failed)",
+    EXIT_USAGE: "bad command line (unknown option, missing task name)",
+    EXIT_BAD_ARGUMENTS: "arguments do not match the task's contract; nothing was sent",
+    EXIT_UNKNOWN_TASK: "unknown task name",
+    EXIT_BROKER_UNREACHABLE: "broker unreachable within BROKER_CONNECT_TIMEOUT",
+    EXIT_TIMEOUT: "no result within --timeout",
+    EXIT_CONFIG: "invalid setting in the environment or .env",
+    EXIT_IMPLEMENTATION: "implementation missing or its run() differs from the contract",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
+class CeleryTasksError(Exception):
+    """Base of every error this project reports to a user as one line."""
+
+    exit_code = EXIT_TASK_FAILED
+
+
+class ConfigError(CeleryTasksError, ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+    exit_code = EXIT_CONFIG
+
+
+class BadArguments(CeleryTasksError, TypeError):
+    """A call does not match its contract's signature; nothing was published."""
+
+    exit_code = EXIT_BAD_ARGUMENTS
+
+
+class UnknownTask(CeleryTasksError, KeyError):
+    """No contract or implementation has the requested name."""
+
+    exit_code = EXIT_UNKNOWN_TASK
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BrokerUnreachable(CeleryTasksError, ConnectionError):
+    """The broker did not answer within the connect timeout."""
+
+    exit_code = EXIT_BROKER_UNREACHABLE
+
+
+class TaskFailed(CeleryTasksError):
+    """The task ran on a worker and raised; the message carries its type and text."""
+
+    exit_code = EXIT_TASK_FAILED
+
+
+class TaskTimeout(CeleryTasksError, TimeoutError):
+    """No result arrived in time; the task may still run later."""
+
+    exit_code = EXIT_TIMEOUT
+
+
+class ImplementationError(CeleryTasksError, TypeError):
+    """A worker class does not implement its contract faithfully."""
+
+    exit_code = EXIT_IMPLEMENTATION
+
+
+class ContractNotImplemented(NotImplementedError):
+    """Raised by a contract stub's ``run``: stubs describe work, workers do it."""

@@ -1,0 +1,158 @@
+"""Read, validate and hold every setting once: the environment first, then a `.env` file.
+
+This is the only module that reads the environment. A malformed value is a `ConfigError`
+that names the variable; a key in `.env` that this project does not know is one too, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+#: Every setting this project reads, with its default ('' means unset).
+DEFAULTS: dict[str, str] = {
+    "RABBITMQ_HOST": "localhost",
+    "RABBITMQ_PORT": "5672",
+    "RABBITMQ_USER": "guest",
+    "RABBITMQ_PASSWORD": "guest",
+    "RABBITMQ_VHOST": "/",
+    "CELERY_BROKER_URL": "",
+    "CELERY_RESULT_BACKEND": "",
+    "BROKER_CONNECT_TIMEOUT": "10",
+    "BROKER_FILESYSTEM_DIR": "",
+}
+#: The article's name for the password, accepted as an alias of RABBITMQ_PASSWORD.
+ALIASES = {"RABBITMQ_PWD": "RABBITMQ_PASSWORD"}
+#: Keys a `.env` may hold for other tools (docker-compose) without being an error.
+FOREIGN_KEYS = frozenset(
+    {"PYTHON_IMAGE", "RABBITMQ_IMAGE", "COMPOSE_PROJECT_NAME", "RABBITMQ_MANAGEMENT_PORT"}
+)
+ENV_FILE_VARIABLE = "CELERY_TASKS_ENV_FILE"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings; `broker_url` and `result_backend` are ready for Celery."""
+
+    rabbitmq_host: str
+    rabbitmq_port: int
+    rabbitmq_user: str
+    rabbitmq_password: str
+    rabbitmq_vhost: str
+    broker_url: str
+    result_backend: str
+    broker_connect_timeout: float
+    broker_filesystem_dir: str
+
+    def __repr__(self) -> str:  # never print the password
+        return (
+            f"Settings(host={self.rabbitmq_host!r}, port={self.rabbitmq_port}, "
+            f"user={self.rabbitmq_user!r}, vhost={self.rabbitmq_vhost!r})"
+        )
+
+    @property
+    def uses_filesystem_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem:")
+
+    @property
+    def broker_address(self) -> str:
+        """Where the broker is, for messages: host:port, or the embedded broker's folder."""
+        if self.uses_filesystem_broker:
+            return f"embedded broker in {self.broker_filesystem_dir}"
+        return f"{self.rabbitmq_host}:{self.rabbitmq_port}"
+
+    def redact(self, text: str) -> str:
+        """Remove the password (raw and URL-quoted) from a text meant for a user."""
+        for secret in {self.rabbitmq_password, quote(self.rabbitmq_password, safe="")}:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    values = {key: value or "" for key, value in dotenv_values(path).items()}
+    known = DEFAULTS.keys() | ALIASES.keys() | FOREIGN_KEYS | {ENV_FILE_VARIABLE}
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                f"unknown setting {key} in {path}: known settings are {', '.join(DEFAULTS)}"
+            )
+    return values
+
+
+def _number(name: str, text: str, *, low: float, high: float, integer: bool) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {text!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {text!r}")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `environ` (default: the process environment) and `.env`.
+
+    The environment wins over the file. The file is `.env` in the working directory, or
+    the path in CELERY_TASKS_ENV_FILE.
+    """
+    env = dict(os.environ if environ is None else environ)
+    env_file = Path(env.get(ENV_FILE_VARIABLE) or ".env")
+    if env.get(ENV_FILE_VARIABLE) and not env_file.is_file():
+        raise ConfigError(f"{ENV_FILE_VARIABLE} names {env_file}, which is not a file")
+    merged = {**_read_env_file(env_file), **{k: v for k, v in env.items() if v != ""}}
+    for alias, name in ALIASES.items():
+        if alias in merged and name not in merged:
+            merged[name] = merged[alias]
+    raw = {name: merged.get(name, default) for name, default in DEFAULTS.items()}
+
+    host = raw["RABBITMQ_HOST"].strip()
+    if not host or any(c in host for c in "/@ "):
+        raise ConfigError(f"RABBITMQ_HOST must be a host name or address, got {host!r}")
+    port = int(_number("RABBITMQ_PORT", raw["RABBITMQ_PORT"], low=1, high=65535, integer=True))
+    timeout = _number(
+        "BROKER_CONNECT_TIMEOUT", raw["BROKER_CONNECT_TIMEOUT"], low=0.1, high=3600, integer=False
+    )
+    user, password, vhost = raw["RABBITMQ_USER"], raw["RABBITMQ_PASSWORD"], raw["RABBITMQ_VHOST"]
+    if not user:
+        raise ConfigError("RABBITMQ_USER must not be empty")
+    # Quote every part: a password like 'p@ss:w/rd%' must survive the URL intact.
+    derived = (
+        f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
+        f"{quote(vhost, safe='')}"
+    )
+    broker_url = raw["CELERY_BROKER_URL"] or derived
+    scheme = broker_url.split("://", 1)[0]
+    if "://" not in broker_url or scheme not in {"amqp", "amqps", "pyamqp", "filesystem"}:
+        raise ConfigError(
+            "CELERY_BROKER_URL must be an amqp://, amqps:// or filesystem:// URL, "
+            f"got scheme {scheme!r}"
+        )
+    fs_dir = raw["BROKER_FILESYSTEM_DIR"]
+    if scheme == "filesystem" and not fs_dir:
+        raise ConfigError("BROKER_FILESYSTEM_DIR must name a folder when the broker is filesystem://")
+    backend = raw["CELERY_RESULT_BACKEND"] or "rpc://"
+    if "://" not in backend:
+        raise ConfigError(f"CELERY_RESULT_BACKEND must be a URL such as rpc://, got {backend!r}")
+    return Settings(
+        rabbitmq_host=host,
+        rabbitmq_port=port,
+        rabbitmq_user=user,
+        rabbitmq_password=password,
+        rabbitmq_vhost=vhost,
+        broker_url=broker_url,
+        result_backend=backend,
+        broker_connect_timeout=timeout,
+        broker_filesystem_dir=fs_dir,
+    )

@@ -1,0 +1,56 @@
+"""The task contracts: what each task is called, what it takes and what it returns.
+
+These classes hold no implementation. The consumer subclasses each one and implements
+`run` with the same signature; the producer sends tasks through them. Each task has its
+own queue, named after the task.
+"""
+
+from __future__ import annotations
+
+from .contract import Contract, not_implemented
+
+
+class MagicCeleryTask(Contract):
+    """The article's task: add three integers."""
+
+    name = "unique_magic_task"
+
+    def run(self, arg1: int, arg2: int, arg3: int) -> int:
+        """Return arg1 + arg2 + arg3."""
+        raise not_implemented(type(self))
+
+
+class CountPrimesTask(Contract):
+    """CPU-bound work whose cost grows with its argument."""
+
+    name = "count_primes"
+
+    def run(self, limit: int) -> int:
+        """Return how many primes are below `limit` (0 for limit <= 2)."""
+        raise not_implemented(type(self))
+
+
+class SleepEchoTask(Contract):
+    """Slow work: for time limits and crash tests."""
+
+    name = "sleep_echo"
+
+    def run(self, seconds: float, payload: str) -> str:
+        """Sleep `seconds`, then return `payload` unchanged."""
+        raise not_implemented(type(self))
+
+
+class DivideTask(Contract):
+    """A task that fails on some input: b = 0 raises ZeroDivisionError."""
+
+    name = "divide"
+
+    def run(self, a: float, b: float) -> float:
+        """Return a / b."""
+        raise not_implemented(type(self))
+
+
+#: Every contract, by task name.
+CONTRACTS: dict[str, type[Contract]] = {
+    cls.name: cls for cls in (MagicCeleryTask, CountPrimesTask, SleepEchoTask, DivideTask)
+}

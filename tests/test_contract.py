@@ -1,0 +1,115 @@
+"""Contracts: calls are checked against the stub's signature; implementations must match it."""
+
+from __future__ import annotations
+
+import pytest
+from celery import Task
+
+from celery_tasks.contract import Contract, check_call, check_implementation, describe
+from celery_tasks.errors import BadArguments, ContractNotImplemented, ImplementationError
+from celery_tasks.tasks import CONTRACTS, DivideTask, MagicCeleryTask, SleepEchoTask
+
+
+def test_the_four_contracts_have_unique_names_and_typed_signatures() -> None:
+    assert {name: describe(cls) for name, cls in CONTRACTS.items()} == {
+        "unique_magic_task": "unique_magic_task(arg1: int, arg2: int, arg3: int) -> int",
+        "count_primes": "count_primes(limit: int) -> int",
+        "sleep_echo": "sleep_echo(seconds: float, payload: str) -> str",
+        "divide": "divide(a: float, b: float) -> float",
+    }
+    assert all(issubclass(cls, Task) for cls in CONTRACTS.values())
+
+
+def test_stub_run_raises_instead_of_pretending() -> None:
+    with pytest.raises(ContractNotImplemented, match="contract stub"):
+        MagicCeleryTask().run(1, 2, 3)
+
+
+def test_a_good_call_passes_unchanged() -> None:
+    assert check_call(MagicCeleryTask, [1, 2], {"arg3": 3}) == ([1, 2, 3], {})
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((1, 2), {}, "missing a required argument: 'arg3'"),
+        ((1, 2, 3, 4), {}, "too many positional arguments"),
+        ((1, 2, 3), {"arg4": 1}, "unexpected keyword argument 'arg4'"),
+        ((1, 2, "3"), {}, "argument arg3 must be int, got str '3'"),
+        ((1, True, 3), {}, "argument arg2 must be int, got bool True"),
+        ((1.5, 2, 3), {}, "argument arg1 must be int, got float 1.5"),
+    ],
+)
+def test_a_bad_call_is_refused_with_the_signature(args: tuple, kwargs: dict, message: str) -> None:
+    with pytest.raises(BadArguments) as info:
+        check_call(MagicCeleryTask, args, kwargs)
+    assert str(info.value).startswith("unique_magic_task(arg1: int, arg2: int, arg3: int) -> int: ")
+    assert message in str(info.value)
+
+
+def test_an_int_is_accepted_where_a_float_is_expected() -> None:
+    assert check_call(DivideTask, [1, 2], {}) == ([1.0, 2.0], {})
+
+
+def test_text_is_converted_by_the_annotations() -> None:
+    assert check_call(SleepEchoTask, ["0.5", "42"], {}, from_text=True) == ([0.5, "42"], {})
+    with pytest.raises(BadArguments, match="argument arg1 must be int"):
+        check_call(MagicCeleryTask, ["1.5", "2", "3"], {}, from_text=True)
+
+
+def test_a_contract_needs_a_name_and_a_run() -> None:
+    with pytest.raises(TypeError, match="needs a non-empty string 'name'"):
+        type("Nameless", (Contract,), {"run": lambda self: None})
+    with pytest.raises(TypeError, match="needs a typed run"):
+        type("Runless", (Contract,), {"name": "runless"})
+
+
+class GoodMagic(MagicCeleryTask):
+    def run(self, arg1: int, arg2: int, arg3: int) -> int:
+        return arg1 + arg2 + arg3
+
+
+def test_a_faithful_implementation_is_accepted() -> None:
+    check_implementation(GoodMagic)
+    assert GoodMagic.contract is MagicCeleryTask
+
+
+def test_the_stub_itself_is_not_an_implementation() -> None:
+    with pytest.raises(ImplementationError, match="is the contract stub"):
+        check_implementation(MagicCeleryTask)
+
+
+def test_a_class_outside_the_contracts_is_refused() -> None:
+    with pytest.raises(ImplementationError, match="does not subclass"):
+        check_implementation(Task)
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda self, arg1, arg2, arg3: 0,  # no annotations
+        lambda self, a, b, c: 0,  # renamed parameters
+    ],
+)
+def test_a_drifted_signature_is_refused(run: object) -> None:
+    drifted = type("Drifted", (MagicCeleryTask,), {"run": run})
+    with pytest.raises(ImplementationError, match="differs from the contract"):
+        check_implementation(drifted)
+
+
+def test_a_different_return_annotation_is_refused() -> None:
+    class ReturnsText(MagicCeleryTask):
+        def run(self, arg1: int, arg2: int, arg3: int) -> str:
+            return str(arg1 + arg2 + arg3)
+
+    with pytest.raises(ImplementationError, match=r"-> str differs"):
+        check_implementation(ReturnsText)
+
+
+def test_an_extra_defaulted_parameter_is_refused() -> None:
+    class Extra(MagicCeleryTask):
+        def run(self, arg1: int, arg2: int, arg3: int, arg4: int = 0) -> int:
+            return 0
+
+    with pytest.raises(ImplementationError, match="differs from the contract"):
+        check_implementation(Extra)

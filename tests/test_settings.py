@@ -1,0 +1,103 @@
+"""Settings: defaults, the environment over .env, and one clear error per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from celery_tasks.errors import ConfigError
+from celery_tasks.settings import load_settings
+
+
+def test_defaults_are_rabbitmqs_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({})
+    assert (s.rabbitmq_host, s.rabbitmq_port, s.rabbitmq_user, s.rabbitmq_vhost) == (
+        "localhost", 5672, "guest", "/")
+    assert s.broker_url == "amqp://guest:guest@localhost:5672/%2F"
+    assert s.result_backend == "rpc://"
+
+
+def test_dotenv_file_is_read_and_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("RABBITMQ_HOST=filehost\nRABBITMQ_PORT=5673\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({"RABBITMQ_PORT": "5674"})
+    assert (s.rabbitmq_host, s.rabbitmq_port) == ("filehost", 5674)
+
+
+def test_env_file_path_can_be_named(tmp_path: Path) -> None:
+    env_file = tmp_path / "custom.env"
+    env_file.write_text("RABBITMQ_USER=alice\n")
+    assert load_settings({"CELERY_TASKS_ENV_FILE": str(env_file)}).rabbitmq_user == "alice"
+
+
+def test_missing_named_env_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CELERY_TASKS_ENV_FILE"):
+        load_settings({"CELERY_TASKS_ENV_FILE": str(tmp_path / "absent.env")})
+
+
+@pytest.mark.parametrize("port", ["abc", "0", "70000", "5672.5"])
+def test_bad_port_names_the_variable(port: str) -> None:
+    with pytest.raises(ConfigError, match="RABBITMQ_PORT"):
+        load_settings({"RABBITMQ_PORT": port, "CELERY_TASKS_ENV_FILE": ""})
+
+
+def test_bad_connect_timeout_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="BROKER_CONNECT_TIMEOUT"):
+        load_settings({"BROKER_CONNECT_TIMEOUT": "soon"})
+
+
+def test_unknown_key_in_dotenv_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("RABBITMQ_HOTS=typo\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="unknown setting RABBITMQ_HOTS"):
+        load_settings({})
+
+
+def test_password_with_url_special_characters_survives(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    password, user = "p@ss:w/rd%#?&= x", "us@er"
+    s = load_settings({"RABBITMQ_PASSWORD": password, "RABBITMQ_USER": user,
+                       "RABBITMQ_VHOST": "my/vhost"})
+    conn = Connection(s.broker_url)
+    assert (conn.userid, conn.password, conn.virtual_host) == (user, password, "my/vhost")
+
+
+def test_article_password_name_is_an_alias(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({"RABBITMQ_PWD": "secret1"}).rabbitmq_password == "secret1"
+    both = {"RABBITMQ_PWD": "old", "RABBITMQ_PASSWORD": "new"}
+    assert load_settings(both).rabbitmq_password == "new"
+
+
+def test_password_never_in_repr_or_redacted_text(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({"RABBITMQ_PASSWORD": "s3cr3t/pw"})
+    assert "s3cr3t" not in repr(s)
+    assert "s3cr3t" not in s.redact(f"failed for {s.broker_url} with s3cr3t/pw")
+
+
+def test_url_overrides_win_over_derived_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({"CELERY_BROKER_URL": "amqp://u:p@h:1/v",
+                       "CELERY_RESULT_BACKEND": "redis://localhost:6379/0"})
+    assert (s.broker_url, s.result_backend) == ("amqp://u:p@h:1/v", "redis://localhost:6379/0")
+
+
+@pytest.mark.parametrize("url", ["redis://localhost", "not a url"])
+def test_unsupported_broker_url_is_an_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="CELERY_BROKER_URL"):
+        load_settings({"CELERY_BROKER_URL": url})
+
+
+def test_filesystem_broker_needs_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="BROKER_FILESYSTEM_DIR"):
+        load_settings({"CELERY_BROKER_URL": "filesystem://"})
+    s = load_settings({"CELERY_BROKER_URL": "filesystem://", "BROKER_FILESYSTEM_DIR": str(tmp_path)})
+    assert s.uses_filesystem_broker and str(tmp_path) in s.broker_address

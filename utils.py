@@ -1,0 +1,66 @@
+"""`create_worker_from`: one Celery app per task, listening only on that task's queue."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from celery import Celery, Task
+from kombu import Exchange, Queue
+
+from .contract import check_implementation, is_contract_class
+
+
+class ContractApp(Celery):  # type: ignore[misc]  # celery ships no type information
+    """A Celery app whose `worker_main` only ever runs real implementations.
+
+    Unlike Celery's own, `worker_main` works without `'worker'` as the first argument,
+    and refuses to start a worker for a contract stub or a drifted implementation.
+    """
+
+    def worker_main(self, argv: Sequence[str] | None = None) -> None:
+        args = list(argv or [])
+        if not args or args[0] != "worker":
+            args.insert(0, "worker")
+        for task in self.tasks.values():
+            if is_contract_class(type(task)):
+                check_implementation(type(task))
+        super().worker_main(args)
+
+
+def task_queue(name: str) -> Queue:
+    """The durable queue (and direct exchange) that carries only the task `name`."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
+
+
+def create_worker_from(
+    WorkerClass: type[Task],  # noqa: N803  # the article's parameter name
+    celery_config: str | ModuleType = "celery_tasks.celery_config",
+) -> tuple[ContractApp, Any]:
+    """Build a Celery app for one task class and register an instance of it.
+
+    The app's only queue is named after the task, so a worker started from it receives
+    that task alone, and a producer using it publishes there. Returns `(app, task)`.
+    """
+    if not (isinstance(WorkerClass, type) and issubclass(WorkerClass, Task)):
+        raise TypeError(
+            f"create_worker_from() needs a celery.Task subclass, got {WorkerClass!r}"
+        )
+    name = WorkerClass.name
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{WorkerClass.__qualname__} has no task name: set its 'name'")
+    config = importlib.import_module(celery_config) if isinstance(celery_config, str) else celery_config
+    app = ContractApp(name, set_as_current=False)
+    app.config_from_object(config)
+    app.conf.update(
+        task_queues=[task_queue(name)],
+        task_default_queue=name,
+        task_default_exchange=name,
+        task_default_routing_key=name,
+        task_routes={name: {"queue": name}},
+        task_create_missing_queues=False,
+    )
+    task = app.register_task(WorkerClass())
+    return app, task
