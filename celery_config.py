@@ -32,7 +32,7 @@ if SETTINGS.uses_filesystem_broker:
     broker_transport_options = {
         "data_folder_in": SETTINGS.broker_filesystem_dir,
         "data_folder_out": SETTINGS.broker_filesystem_dir,
-        "polling_interval": 0.05,
+        "polling_interval": 0.01,
     }
 
 # Connections: a short socket timeout, bounded retries at start (the CLIs add a deadline),
