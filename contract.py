@@ -12,7 +12,7 @@ import inspect
 import typing
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 from celery import Task
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -22,7 +22,7 @@ from .errors import BadArguments, ContractNotImplemented, ImplementationError
 _STRICT = ConfigDict(strict=True)
 
 
-class Contract(Task):  # type: ignore[misc]  # celery ships no type information
+class Contract(Task):
     """Base class of task contracts; see the module docstring."""
 
     #: The stub class a task class fulfils (set for every subclass).
@@ -49,14 +49,22 @@ class Contract(Task):  # type: ignore[misc]  # celery ships no type information
         return super().apply_async(checked_args, checked_kwargs, **options)
 
 
-def is_contract_class(cls: object) -> bool:
+def is_contract_class(cls: object) -> TypeGuard[type[Contract]]:
     """True for a contract stub or any subclass of one."""
     return isinstance(cls, type) and issubclass(cls, Contract) and hasattr(cls, "contract")
 
 
-@cache
+_SIGNATURES: dict[type[Contract], inspect.Signature] = {}
+
+
 def signature_of(cls: type[Contract]) -> inspect.Signature:
     """The signature of `cls.run` without `self`, with string annotations resolved."""
+    if cls not in _SIGNATURES:
+        _SIGNATURES[cls] = _resolved_signature(cls)
+    return _SIGNATURES[cls]
+
+
+def _resolved_signature(cls: type[Contract]) -> inspect.Signature:
     run = cls.run
     hints = typing.get_type_hints(run)
     sig = inspect.signature(run)

@@ -13,7 +13,7 @@ from kombu import Exchange, Queue
 from .contract import check_implementation, is_contract_class
 
 
-class ContractApp(Celery):  # type: ignore[misc]  # celery ships no type information
+class ContractApp(Celery):
     """A Celery app whose `worker_main` only ever runs real implementations.
 
     Unlike Celery's own, `worker_main` works without `'worker'` as the first argument,
@@ -51,7 +51,9 @@ def create_worker_from(
     name = WorkerClass.name
     if not isinstance(name, str) or not name:
         raise TypeError(f"{WorkerClass.__qualname__} has no task name: set its 'name'")
-    config = importlib.import_module(celery_config) if isinstance(celery_config, str) else celery_config
+    config = (
+        importlib.import_module(celery_config) if isinstance(celery_config, str) else celery_config
+    )
     app = ContractApp(name, set_as_current=False)
     app.config_from_object(config)
     app.conf.update(

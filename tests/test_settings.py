@@ -58,8 +58,9 @@ def test_unknown_key_in_dotenv_is_an_error(tmp_path: Path, monkeypatch: pytest.M
         load_settings({})
 
 
-def test_password_with_url_special_characters_survives(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_with_url_special_characters_survives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     password, user = "p@ss:w/rd%#?&= x", "us@er"
     s = load_settings({"RABBITMQ_PASSWORD": password, "RABBITMQ_USER": user,
@@ -83,7 +84,9 @@ def test_password_never_in_repr_or_redacted_text(tmp_path: Path,
     assert "s3cr3t" not in s.redact(f"failed for {s.broker_url} with s3cr3t/pw")
 
 
-def test_url_overrides_win_over_derived_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_url_overrides_win_over_derived_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     s = load_settings({"CELERY_BROKER_URL": "amqp://u:p@h:1/v",
                        "CELERY_RESULT_BACKEND": "redis://localhost:6379/0"})
@@ -99,5 +102,7 @@ def test_unsupported_broker_url_is_an_error(url: str) -> None:
 def test_filesystem_broker_needs_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="BROKER_FILESYSTEM_DIR"):
         load_settings({"CELERY_BROKER_URL": "filesystem://"})
-    s = load_settings({"CELERY_BROKER_URL": "filesystem://", "BROKER_FILESYSTEM_DIR": str(tmp_path)})
+    s = load_settings(
+        {"CELERY_BROKER_URL": "filesystem://", "BROKER_FILESYSTEM_DIR": str(tmp_path)}
+    )
     assert s.uses_filesystem_broker and str(tmp_path) in s.broker_address
