@@ -32,6 +32,7 @@ if SETTINGS.uses_filesystem_broker:
     broker_transport_options = {
         "data_folder_in": SETTINGS.broker_filesystem_dir,
         "data_folder_out": SETTINGS.broker_filesystem_dir,
+        "control_folder": f"{SETTINGS.broker_filesystem_dir}/control",
         "polling_interval": 0.01,
     }
 
