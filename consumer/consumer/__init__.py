@@ -1,0 +1,1 @@
+"""The consumer: implementations of the celery_tasks contracts, and the worker that runs them."""

@@ -1,0 +1,101 @@
+"""`python -m consumer TASK_NAME`: start one worker that consumes only that task's queue."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+from celery_tasks.broker import wait_for_broker
+from celery_tasks.cli import OneLineParser, exit_codes_epilog, positive_int
+from celery_tasks.contract import check_implementation, describe
+from celery_tasks.errors import (
+    EXIT_BROKER_UNREACHABLE,
+    EXIT_CONFIG,
+    EXIT_IMPLEMENTATION,
+    EXIT_OK,
+    EXIT_UNKNOWN_TASK,
+    EXIT_USAGE,
+    UnknownTask,
+)
+
+from .implementations import IMPLEMENTATIONS
+
+EXAMPLES = """examples:
+  python -m consumer unique_magic_task
+  python -m consumer count_primes --concurrency 2 --loglevel debug
+  python -m consumer sleep_echo --pool threads --concurrency 8
+  python -m consumer --list
+"""
+POOLS = ("prefork", "threads", "solo")
+LOGLEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True)
+class WorkerArgs:
+    """The worker's command line, parsed and checked."""
+
+    task: str | None
+    concurrency: int | None
+    loglevel: str
+    pool: str
+    list_tasks: bool
+
+    @classmethod
+    def from_cli(cls, argv: list[str] | None = None) -> WorkerArgs:
+        parser = OneLineParser(
+            prog="python -m consumer",
+            description="Start a Celery worker for one task; it consumes only that task's queue.",
+            epilog=EXAMPLES
+            + "\n"
+            + exit_codes_epilog(
+                [EXIT_OK, EXIT_USAGE, EXIT_UNKNOWN_TASK, EXIT_BROKER_UNREACHABLE, EXIT_CONFIG,
+                 EXIT_IMPLEMENTATION]
+            ),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("task", nargs="?", help="the task name (see --list)")
+        parser.add_argument(
+            "--concurrency", type=positive_int, help="pool size (default: number of CPUs)"
+        )
+        parser.add_argument("--loglevel", default="info", type=str.lower, choices=LOGLEVELS)
+        parser.add_argument("--pool", default="prefork", choices=POOLS)
+        parser.add_argument("--list", dest="list_tasks", action="store_true",
+                            help="list the tasks this consumer implements and exit")
+        ns = parser.parse_args(argv)
+        if not ns.list_tasks and not ns.task:
+            parser.error("the task name is required")
+        return cls(ns.task, ns.concurrency, ns.loglevel, ns.pool, ns.list_tasks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = WorkerArgs.from_cli(argv)
+    if args.list_tasks:
+        for name, cls in IMPLEMENTATIONS.items():
+            print(f"{describe(cls)}  queue={name}  implementation={cls.__qualname__}")
+        return EXIT_OK
+    assert args.task is not None  # from_cli guarantees it
+    from celery_tasks.rabbitmq_config import SETTINGS  # reads the settings, once
+    impl = IMPLEMENTATIONS.get(args.task)
+    if impl is None:
+        raise UnknownTask(
+            f"unknown task {args.task!r}: this consumer implements {', '.join(IMPLEMENTATIONS)}"
+        )
+    check_implementation(impl)
+
+    from celery_tasks.utils import create_worker_from  # imports the Celery settings
+
+    app, _ = create_worker_from(impl)
+    wait_for_broker(app, SETTINGS)
+    argv_worker = [
+        "worker",
+        f"--loglevel={args.loglevel}",
+        f"--pool={args.pool}",
+        f"--hostname={args.task}.{os.getpid()}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if args.concurrency:
+        argv_worker.append(f"--concurrency={args.concurrency}")
+    app.worker_main(argv_worker)
+    return EXIT_OK

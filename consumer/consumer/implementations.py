@@ -1,0 +1,57 @@
+"""One implementation per contract. Each keeps its contract's `run` signature exactly."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from celery_tasks.contract import Contract
+from celery_tasks.tasks import CountPrimesTask, DivideTask, MagicCeleryTask, SleepEchoTask
+
+
+class MagicWorker(MagicCeleryTask):
+    """The article's worker: the sum of three integers."""
+
+    def run(self, arg1: int, arg2: int, arg3: int) -> int:
+        return arg1 + arg2 + arg3
+
+
+class CountPrimesWorker(CountPrimesTask):
+    """A sieve of Eratosthenes: memory and time grow with `limit`."""
+
+    max_limit = 200_000_000  # a bytearray of this size is the most one task may take
+
+    def run(self, limit: int) -> int:
+        if limit > self.max_limit:
+            raise ValueError(f"limit must be at most {self.max_limit}, got {limit}")
+        if limit <= 2:
+            return 0
+        sieve = bytearray([1]) * limit
+        sieve[0] = sieve[1] = 0
+        for n in range(2, math.isqrt(limit - 1) + 1):
+            if sieve[n]:
+                sieve[n * n :: n] = bytes(len(range(n * n, limit, n)))
+        return sum(sieve)
+
+
+class SleepEchoWorker(SleepEchoTask):
+    """Sleeps, then echoes: slow work that holds a pool slot without using the CPU."""
+
+    def run(self, seconds: float, payload: str) -> str:
+        if seconds < 0:
+            raise ValueError(f"seconds must not be negative, got {seconds}")
+        time.sleep(seconds)
+        return payload
+
+
+class DivideWorker(DivideTask):
+    """Division; b = 0 raises ZeroDivisionError, which the producer receives."""
+
+    def run(self, a: float, b: float) -> float:
+        return a / b
+
+
+#: Every implementation, by task name.
+IMPLEMENTATIONS: dict[str, type[Contract]] = {
+    cls.name: cls for cls in (MagicWorker, CountPrimesWorker, SleepEchoWorker, DivideWorker)
+}

@@ -1,0 +1,1 @@
+"""The harness: runs the producer and consumer together, as real processes."""

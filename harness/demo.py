@@ -1,0 +1,61 @@
+"""`make demo`: the whole job on an embedded broker, with no services needed.
+
+Starts one worker per contract on kombu's filesystem transport (a temporary folder) with a
+file result backend, sends the article's task (prints 6) and a batch of 200 `count_primes`
+tasks (prints the summary), then stops every worker it started.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from .processes import Worker, run_producer, stop_all
+
+CONTRACT_NAMES = ("unique_magic_task", "count_primes", "sleep_echo", "divide")
+STEPS = (
+    ("unique_magic_task", "1", "2", "3"),
+    ("count_primes", "10000", "--count", "200"),
+)
+
+
+def embedded_env(folder: Path) -> dict[str, str]:
+    """Settings that point producer and workers at the same embedded broker."""
+    (folder / "broker").mkdir()
+    (folder / "results").mkdir()
+    return {
+        "CELERY_BROKER_URL": "filesystem://",
+        "BROKER_FILESYSTEM_DIR": str(folder / "broker"),
+        "CELERY_RESULT_BACKEND": f"file://{folder / 'results'}",
+        "CELERY_TASKS_ENV_FILE": "",
+    }
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="celery-tasks-demo-") as tmp:
+        folder = Path(tmp)
+        env = embedded_env(folder)
+        workers = [Worker(name, env, folder, concurrency=1) for name in CONTRACT_NAMES]
+        try:
+            for worker in workers:
+                worker.launch()
+            for worker in workers:
+                worker.wait_ready()
+                print(f"demo: worker for {worker.task} is ready (pid {worker.process.pid})")  # type: ignore[union-attr]
+            for step in STEPS:
+                print(f"demo: python -m producer {' '.join(step)}", flush=True)
+                out = run_producer(*step, "--timeout", "120", env=env, timeout=180)
+                sys.stdout.write(out.stdout)
+                sys.stderr.write(out.stderr)
+                if out.returncode != 0:
+                    print(f"demo: failed with exit code {out.returncode}", file=sys.stderr)
+                    return out.returncode
+        finally:
+            stop_all(workers)
+            print(f"demo: stopped {len(workers)} workers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""`python -m producer TASK_NAME ARG...`: send tasks through their contracts, print results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from celery_tasks.broker import wait_for_broker
+from celery_tasks.cli import OneLineParser, exit_codes_epilog, positive_int
+from celery_tasks.contract import check_call, describe
+from celery_tasks.errors import (
+    EXIT_BAD_ARGUMENTS,
+    EXIT_BROKER_UNREACHABLE,
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_TASK_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_UNKNOWN_TASK,
+    EXIT_USAGE,
+    TaskFailed,
+    TaskTimeout,
+    UnknownTask,
+)
+from celery_tasks.tasks import CONTRACTS
+
+from .client import BatchReport, send, send_many
+from .progress import ProgressBar
+
+DEFAULT_TIMEOUT = 60.0
+EXAMPLES = """examples:
+  python -m producer unique_magic_task 1 2 3          # prints 6
+  python -m producer count_primes 100000 --count 200  # a batch, with a summary
+  python -m producer divide 1 0 --json                # the error, as JSON
+  python -m producer sleep_echo 0.5 hello --timeout 2
+  python -m producer --list
+"""
+
+
+@dataclass(frozen=True)
+class ProducerArgs:
+    """The producer's command line, parsed and checked."""
+
+    task: str | None
+    args: list[str]
+    count: int
+    timeout: float | None
+    json: bool
+    list_tasks: bool
+
+    @classmethod
+    def from_cli(cls, argv: list[str] | None = None) -> ProducerArgs:
+        parser = OneLineParser(
+            prog="python -m producer",
+            description="Send a task through its celery_tasks contract and print the result. "
+            "Arguments are converted by the contract's annotations.",
+            epilog=EXAMPLES
+            + "\n"
+            + exit_codes_epilog(
+                [EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_BAD_ARGUMENTS, EXIT_UNKNOWN_TASK,
+                 EXIT_BROKER_UNREACHABLE, EXIT_TIMEOUT, EXIT_CONFIG]
+            ),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("task", nargs="?", help="the task name (see --list)")
+        parser.add_argument("args", nargs="*", help="the task's arguments, in contract order")
+        parser.add_argument("--count", type=positive_int, default=1,
+                            help="send N tasks with these arguments and print a summary")
+        parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                            help=f"seconds to wait for results, 0 = forever "
+                            f"(default {DEFAULT_TIMEOUT:g})")
+        parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        parser.add_argument("--list", dest="list_tasks", action="store_true",
+                            help="list every contract with its signature and queue")
+        ns = parser.parse_intermixed_args(argv)
+        if not ns.list_tasks and not ns.task:
+            parser.error("the task name is required")
+        if ns.timeout < 0 or ns.timeout != ns.timeout:
+            parser.error(f"argument --timeout: must be >= 0, got {ns.timeout}")
+        timeout = ns.timeout or None
+        return cls(ns.task, ns.args, ns.count, timeout, ns.json, ns.list_tasks)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, sort_keys=True))
+
+
+def _list(as_json: bool) -> int:
+    if as_json:
+        _print_json([
+            {"name": name, "signature": describe(cls), "queue": name, "doc": cls.run.__doc__}
+            for name, cls in CONTRACTS.items()
+        ])
+    else:
+        for name, cls in CONTRACTS.items():
+            print(f"{describe(cls)}  queue={name}")
+    return EXIT_OK
+
+
+def _summary(report: BatchReport) -> str:
+    line = (
+        f"{report.task_name}: {len(report.outcomes)} sent, {report.succeeded} succeeded, "
+        f"{report.failed} failed"
+    )
+    if report.pending_ids:
+        line += f", {len(report.pending_ids)} without a result"
+    return line + f" in {report.elapsed:.2f} s ({report.rate:.1f} tasks/s)"
+
+
+def _batch(task: Any, call: tuple[list[Any], dict[str, Any]], args: ProducerArgs) -> int:
+    bar = ProgressBar(args.count, enabled=sys.stdout.isatty() and not args.json)
+    try:
+        report = send_many(task, [call] * args.count, args.timeout,
+                           on_outcome=lambda o: bar.advance(o.ok))
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(report.as_json())
+    else:
+        print(_summary(report))
+    if report.pending_ids:
+        raise TaskTimeout(
+            f"{len(report.pending_ids)} of {args.count} {task.name} results did not arrive within "
+            f"{args.timeout:g} s (first: {report.pending_ids[0]}); those tasks stay queued"
+        )
+    if report.failed:
+        first = next(o for o in report.outcomes if o is not None and not o.ok)
+        raise TaskFailed(
+            f"{report.failed} of {args.count} {task.name} tasks failed; first: "
+            f"{first.error_type}: {first.error_message}"
+        )
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = ProducerArgs.from_cli(argv)
+    if args.list_tasks:
+        return _list(args.json)
+    assert args.task is not None  # from_cli guarantees it
+    contract = CONTRACTS.get(args.task)
+    if contract is None:
+        raise UnknownTask(f"unknown task {args.task!r}: known tasks are {', '.join(CONTRACTS)}")
+    call = check_call(contract, args.args, {}, from_text=True)
+    from celery_tasks.rabbitmq_config import SETTINGS  # reads the settings, once
+    from celery_tasks.utils import create_worker_from  # imports the Celery settings
+
+    _, task = create_worker_from(contract)
+    wait_for_broker(task.app, SETTINGS)
+    if args.count > 1:
+        return _batch(task, call, args)
+    outcome = send(task, *call, timeout=args.timeout)
+    if args.json:
+        _print_json({"task": task.name, **outcome.as_json()})
+    result = outcome.unwrap(task.name)
+    if not args.json:
+        print(result if isinstance(result, str) else json.dumps(result))
+    return EXIT_OK

@@ -1,0 +1,165 @@
+"""Sending tasks and collecting their outcomes: one call, or a batch pipelined on one connection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult, ResultSet
+from kombu.exceptions import OperationalError
+
+from celery_tasks.contract import check_call
+from celery_tasks.errors import BrokerUnreachable, TaskFailed, TaskTimeout
+
+Call = tuple[Sequence[Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one task: its result, or the type and text of the error it raised."""
+
+    task_id: str
+    ok: bool
+    result: Any = None
+    error_type: str = ""
+    error_message: str = ""
+
+    @classmethod
+    def from_state(cls, task_id: str, status: str, value: Any) -> Outcome:
+        if status == "SUCCESS":
+            return cls(task_id, True, result=value)
+        if isinstance(value, BaseException):
+            return cls(task_id, False, error_type=type(value).__name__, error_message=str(value))
+        return cls(task_id, False, error_type=status, error_message=str(value))
+
+    def unwrap(self, task_name: str) -> Any:
+        """The result, or `TaskFailed` naming the task, the error's type and message."""
+        if not self.ok:
+            raise TaskFailed(
+                f"task {task_name}[{self.task_id}] raised {self.error_type}: {self.error_message}"
+            )
+        return self.result
+
+    def as_json(self) -> dict[str, Any]:
+        if self.ok:
+            return {"id": self.task_id, "status": "SUCCESS", "result": self.result}
+        return {
+            "id": self.task_id,
+            "status": "FAILURE",
+            "error": {"type": self.error_type, "message": self.error_message},
+        }
+
+
+@dataclass
+class BatchReport:
+    """The outcomes of a batch, in the order the calls were given, and its timing."""
+
+    task_name: str
+    task_ids: list[str] = field(default_factory=list)
+    outcomes: list[Outcome | None] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for o in self.outcomes if o is not None and o.ok)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for o in self.outcomes if o is not None and not o.ok)
+
+    @property
+    def pending_ids(self) -> list[str]:
+        return [self.task_ids[i] for i, o in enumerate(self.outcomes) if o is None]
+
+    @property
+    def rate(self) -> float:
+        done = self.succeeded + self.failed
+        return done / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        errors = [o.as_json() for o in self.outcomes if o is not None and not o.ok]
+        return {
+            "task": self.task_name,
+            "count": len(self.outcomes),
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "pending": len(self.pending_ids),
+            "elapsed_s": round(self.elapsed, 4),
+            "tasks_per_s": round(self.rate, 2),
+            "errors": errors[:20],
+        }
+
+
+def _broker_lost(exc: Exception) -> BrokerUnreachable:
+    return BrokerUnreachable(f"lost the connection to the broker: {exc}")
+
+
+def send(
+    task: Any, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: float | None
+) -> Outcome:
+    """Send one call and wait up to `timeout` seconds (None: forever) for its outcome."""
+    try:
+        result: AsyncResult = task.apply_async(args, kwargs)
+        value = result.get(timeout=timeout, propagate=False, interval=0.05)
+        return Outcome.from_state(result.id, result.state, value)
+    except CeleryTimeoutError:
+        raise TaskTimeout(
+            f"no result for {task.name}[{result.id}] within {timeout:g} s: is a worker running "
+            f"for {task.name}? The task stays queued and may still run"
+        ) from None
+    except OperationalError as exc:
+        raise _broker_lost(exc) from None
+
+
+def _collect(results: list[AsyncResult], timeout: float | None) -> Iterator[tuple[str, Outcome]]:
+    """Yield (task id, outcome) as results arrive; raises CeleryTimeoutError at the deadline."""
+    if not results:
+        return
+    backend = results[0].backend
+    if backend.supports_native_join:
+        for task_id, meta in ResultSet(results).iter_native(timeout=timeout, interval=0.05):
+            yield task_id, Outcome.from_state(task_id, meta["status"], meta["result"])
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for result in results:
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        value = result.get(timeout=left, propagate=False, interval=0.05)
+        yield result.id, Outcome.from_state(result.id, result.state, value)
+
+
+def send_many(
+    task: Any,
+    calls: Iterable[Call],
+    timeout: float | None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> BatchReport:
+    """Publish every call on one connection, then collect outcomes as they arrive.
+
+    Every call is checked against the contract before the first is published, so a bad
+    call sends nothing. At the deadline, outcomes still missing stay `None` in the report
+    (`pending_ids`): those tasks are queued and may still run.
+    """
+    checked = [check_call(task.contract, args, kwargs) for args, kwargs in calls]
+    report = BatchReport(task.name)
+    start = time.perf_counter()
+    try:
+        with task.app.producer_or_acquire() as producer:
+            results = [task.apply_async(a, k, producer=producer) for a, k in checked]
+        report.task_ids = [r.id for r in results]
+        report.outcomes = [None] * len(results)
+        index = {r.id: i for i, r in enumerate(results)}
+        try:
+            for task_id, outcome in _collect(results, timeout):
+                report.outcomes[index[task_id]] = outcome
+                if on_outcome is not None:
+                    on_outcome(outcome)
+        except CeleryTimeoutError:
+            pass
+    except OperationalError as exc:
+        raise _broker_lost(exc) from None
+    finally:
+        report.elapsed = time.perf_counter() - start
+    return report

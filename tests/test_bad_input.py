@@ -1,0 +1,36 @@
+"""Every bad input is one line on stderr with its own exit code, and publishes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.processes import run_producer
+from tests.conftest import TASK_NAMES, Broker
+
+BAD_INPUTS = [
+    (["unique_magic_task", "1", "2"], 3),  # missing argument
+    (["unique_magic_task", "1", "2", "3", "4"], 3),  # extra argument
+    (["unique_magic_task", "1", "2", "x"], 3),  # wrong type
+    (["divide", "1", "2", "--count", "20", "--bogus"], 2),  # unknown option
+    (["no_such_task", "1"], 4),  # unknown task
+    (["count_primes", "10", "--count", "-3"], 2),  # bad option value
+]
+
+
+@pytest.mark.parametrize(("args", "code"), BAD_INPUTS)
+def test_bad_input_publishes_nothing(broker: Broker, broker_env: dict[str, str],
+                                     args: list[str], code: int) -> None:
+    for name in TASK_NAMES:
+        broker.declare(name)
+    out = run_producer(*args, env=broker_env)
+    assert out.returncode == code
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert {name: broker.depth(name) for name in TASK_NAMES} == dict.fromkeys(TASK_NAMES, 0)
+
+
+def test_the_depth_check_sees_a_published_task(broker: Broker, broker_env: dict[str, str]) -> None:
+    """The control for the test above: a good call with no worker leaves one message."""
+    broker.declare("divide")
+    out = run_producer("divide", "1", "2", "--timeout", "0.5", env=broker_env)
+    assert out.returncode == 6
+    assert broker.depth("divide") == 1
