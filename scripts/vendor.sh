@@ -25,7 +25,14 @@ for part in producer consumer; do
 done
 git add .gitmodules
 git -c protocol.file.allow=always submodule sync --quiet
-git -c protocol.file.allow=always submodule update --init --quiet -- producer/celery_tasks consumer/celery_tasks
+# The new pin exists only here (not yet on any remote): check it out from this repository.
+git -c protocol.file.allow=always submodule update --init --quiet -- \
+  producer/celery_tasks consumer/celery_tasks 2>/dev/null || true
+for part in producer consumer; do
+  [ -e "$part/celery_tasks/.git" ] || die "$part/celery_tasks is not checked out: run 'make init'"
+  git -C "$part/celery_tasks" fetch --quiet "$PWD" HEAD
+  git -C "$part/celery_tasks" checkout --quiet --detach "$sha"
+done
 
 if git diff --cached --quiet; then
   echo "celery_tasks: both pins already at ${sha:0:12}"
