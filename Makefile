@@ -14,7 +14,7 @@ TASK ?= unique_magic_task
 ARGS ?= unique_magic_task 1 2 3
 
 .PHONY: help install init demo worker produce test test-parts test-harness lint vendor \
-	check-vendor clean
+	check-vendor export clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ vendor: ## split celery_tasks/ and pin both submodules to it, in one commit
 
 check-vendor: init ## fail while a submodule pin lags celery_tasks/ at HEAD
 	bash scripts/check-vendor.sh
+
+export: ## write the three standalone repos (bare) to DEST=folder
+	bash scripts/export.sh "$(DEST)"
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
