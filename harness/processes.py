@@ -39,8 +39,9 @@ class Worker:
         concurrency: int = 1,
         pool: str = "prefork",
         extra_args: tuple[str, ...] = (),
+        cwd: Path = CONSUMER_DIR,
     ) -> None:
-        self.task = task
+        self.task, self.cwd = task, cwd
         self.log_path = log_dir / f"worker-{task}-{time.monotonic_ns()}.log"
         self.argv = [sys.executable, "-m", "consumer", task, f"--concurrency={concurrency}",
                      f"--pool={pool}", *extra_args]
@@ -52,7 +53,7 @@ class Worker:
         """Start the worker process without waiting for it (see `wait_ready`)."""
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            self.argv, cwd=CONSUMER_DIR, env=self.env, stdout=self._log,
+            self.argv, cwd=self.cwd, env=self.env, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self
