@@ -15,6 +15,7 @@ EXIT_BROKER_UNREACHABLE = 5  # the broker could not be reached within the connec
 EXIT_TIMEOUT = 6  # the result did not arrive within --timeout
 EXIT_CONFIG = 7  # a setting (environment or .env) is invalid
 EXIT_IMPLEMENTATION = 8  # a worker's implementation does not fulfil its contract
+EXIT_UNHEALTHY = 9  # --health: no worker on this host answered a ping
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT)
 
 EXIT_CODES: dict[int, str] = {
@@ -27,6 +28,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_TIMEOUT: "no result within --timeout",
     EXIT_CONFIG: "invalid setting in the environment or .env",
     EXIT_IMPLEMENTATION: "implementation missing or its run() differs from the contract",
+    EXIT_UNHEALTHY: "--health: no worker of this host answered a ping",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
