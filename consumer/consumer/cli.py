@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import sys
 from dataclasses import dataclass
 
 from celery_tasks.broker import wait_for_broker
@@ -14,10 +16,12 @@ from celery_tasks.errors import (
     EXIT_CONFIG,
     EXIT_IMPLEMENTATION,
     EXIT_OK,
+    EXIT_UNHEALTHY,
     EXIT_UNKNOWN_TASK,
     EXIT_USAGE,
     UnknownTask,
 )
+from celery_tasks.settings import Settings
 
 from .implementations import IMPLEMENTATIONS
 
@@ -26,6 +30,7 @@ EXAMPLES = """examples:
   python -m consumer count_primes --concurrency 2 --loglevel debug
   python -m consumer sleep_echo --pool threads --concurrency 8
   python -m consumer --list
+  python -m consumer --health        # does a worker on this host answer a ping?
 """
 POOLS = ("prefork", "threads", "solo")
 LOGLEVELS = ("debug", "info", "warning", "error", "critical")
@@ -40,6 +45,7 @@ class WorkerArgs:
     loglevel: str
     pool: str
     list_tasks: bool
+    health: bool = False
 
     @classmethod
     def from_cli(cls, argv: list[str] | None = None) -> WorkerArgs:
@@ -50,7 +56,7 @@ class WorkerArgs:
             + "\n"
             + exit_codes_epilog(
                 [EXIT_OK, EXIT_USAGE, EXIT_UNKNOWN_TASK, EXIT_BROKER_UNREACHABLE, EXIT_CONFIG,
-                 EXIT_IMPLEMENTATION]
+                 EXIT_IMPLEMENTATION, EXIT_UNHEALTHY]
             ),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -62,10 +68,13 @@ class WorkerArgs:
         parser.add_argument("--pool", default="prefork", choices=POOLS)
         parser.add_argument("--list", dest="list_tasks", action="store_true",
                             help="list the tasks this consumer implements and exit")
+        parser.add_argument("--health", action="store_true",
+                            help="exit 0 if a worker on this host (for TASK, if given) answers "
+                            "a ping; for container health checks")
         ns = parser.parse_args(argv)
-        if not ns.list_tasks and not ns.task:
+        if not (ns.list_tasks or ns.health) and not ns.task:
             parser.error("the task name is required")
-        return cls(ns.task, ns.concurrency, ns.loglevel, ns.pool, ns.list_tasks)
+        return cls(ns.task, ns.concurrency, ns.loglevel, ns.pool, ns.list_tasks, ns.health)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, cls in IMPLEMENTATIONS.items():
             print(f"{describe(cls)}  queue={name}  implementation={cls.__qualname__}")
         return EXIT_OK
-    assert args.task is not None  # from_cli guarantees it
     from celery_tasks.rabbitmq_config import SETTINGS  # reads the settings, once
+
+    if args.health:
+        return _health(args.task, SETTINGS)
+    assert args.task is not None  # from_cli guarantees it
     impl = IMPLEMENTATIONS.get(args.task)
     if impl is None:
         raise UnknownTask(
@@ -99,3 +111,20 @@ def main(argv: list[str] | None = None) -> int:
         argv_worker.append(f"--concurrency={args.concurrency}")
     app.worker_main(argv_worker)
     return EXIT_OK
+
+
+def _health(task: str | None, settings: Settings) -> int:
+    """Ping the workers and look for one of this host's (for `task`, if given)."""
+    from celery_tasks.utils import create_worker_from
+
+    impl = IMPLEMENTATIONS.get(task or "", next(iter(IMPLEMENTATIONS.values())))
+    app, _ = create_worker_from(impl)
+    wait_for_broker(app, settings, timeout=5)
+    prefix, suffix = f"{task}." if task else "", f"@{socket.gethostname()}"
+    replies = app.control.ping(timeout=3.0)
+    nodes = [node for reply in replies for node in reply]
+    if any(n.startswith(prefix) and n.endswith(suffix) for n in nodes):
+        return EXIT_OK
+    print(f"error: no worker{' for ' + task if task else ''} on {suffix[1:]} answered a ping",
+          file=sys.stderr)
+    return EXIT_UNHEALTHY
