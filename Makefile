@@ -12,9 +12,13 @@ REQUIREMENTS := requirements-dev.txt celery_tasks/requirements.txt producer/requ
 	consumer/celery_tasks/requirements.txt
 TASK ?= unique_magic_task
 ARGS ?= unique_magic_task 1 2 3
+COMPOSE ?= docker-compose
+ENGINE_DIR ?= /var/tmp/celery-tasks-engine
+# `docker-compose run` wants a terminal unless told otherwise.
+TTY_FLAG := $(shell [ -t 0 ] || echo -T)
 
-.PHONY: help install init demo worker produce test test-parts test-harness lint vendor \
-	check-vendor export clean
+.PHONY: help install init demo worker produce-local test test-parts test-harness lint vendor \
+	check-vendor export clean up down logs ps produce engine engine-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,7 +41,7 @@ demo: install ## the whole job on an embedded broker: no services needed
 worker: install ## run a worker for TASK (default unique_magic_task) against RabbitMQ
 	cd consumer && $(PY) -m consumer $(TASK) $(WORKER_ARGS)
 
-produce: install ## run the producer script with ARGS (default: unique_magic_task 1 2 3)
+produce-local: install ## run the producer script locally with ARGS (default: unique_magic_task 1 2 3)
 	cd producer && $(PY) -m producer $(ARGS)
 
 test: install lint check-vendor test-parts test-harness ## every suite, lint and pin checks
@@ -55,6 +59,11 @@ lint: install ## ruff and mypy
 	$(PY) -m mypy --config-file pyproject.toml -p celery_tasks -p harness
 	cd producer && $(PY) -m mypy --config-file ../pyproject.toml -p producer
 	cd consumer && $(PY) -m mypy --config-file ../pyproject.toml -p consumer
+	@if command -v $(COMPOSE) >/dev/null; then \
+		RABBITMQ_USER=lint RABBITMQ_PASSWORD=lint $(COMPOSE) config -q && \
+		echo "docker-compose.yml: valid"; \
+	elif [ -n "$$CI" ]; then echo "error: $(COMPOSE) is not installed" >&2; exit 1; \
+	else echo "docker-compose.yml: not checked ($(COMPOSE) is not installed)"; fi
 
 vendor: ## split celery_tasks/ and pin both submodules to it, in one commit
 	bash scripts/vendor.sh
@@ -64,6 +73,35 @@ check-vendor: init ## fail while a submodule pin lags celery_tasks/ at HEAD
 
 export: ## write the three standalone repos (bare) to DEST=folder
 	bash scripts/export.sh "$(DEST)"
+
+.env:
+	bash scripts/make-env.sh
+
+up: init .env ## build the images, start RabbitMQ and one worker per queue, wait until healthy
+	$(COMPOSE) --profile tools build
+	$(COMPOSE) up -d --remove-orphans
+	COMPOSE="$(COMPOSE)" bash scripts/compose-wait.sh
+
+down: ## stop and remove the stack (VOLUMES=1 also drops RabbitMQ's data volume)
+	$(COMPOSE) --profile tools --profile monitoring down --remove-orphans \
+		$(if $(filter 1 yes true,$(VOLUMES)),--volumes)
+
+logs: ## the stack's recent logs (SERVICE=name for one service)
+	$(COMPOSE) logs --tail=200 $(SERVICE)
+
+ps: ## the stack's containers and their health
+	$(COMPOSE) ps
+
+produce: .env ## run the producer service once with ARGS (default: unique_magic_task 1 2 3)
+	$(COMPOSE) run --rm $(TTY_FLAG) producer $(ARGS)
+
+engine: ## hosts without Docker or a registry: a private engine plus local base images
+	bash docker/engine.sh start $(ENGINE_DIR)
+	DOCKER_HOST=unix://$(ENGINE_DIR)/docker.sock bash docker/build-stand-ins.sh --also-tag-official
+	@echo "now run: export DOCKER_HOST=unix://$(ENGINE_DIR)/docker.sock"
+
+engine-stop: ## stop the private engine started by `make engine`
+	bash docker/engine.sh stop $(ENGINE_DIR)
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

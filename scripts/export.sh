@@ -7,7 +7,7 @@
 set -euo pipefail
 die() { echo "error: $*" >&2; exit 1; }
 
-[ $# -eq 1 ] && [ -n "$1" ] || die "usage: make export DEST=folder"
+if [ $# -ne 1 ] || [ -z "$1" ]; then die "usage: make export DEST=folder"; fi
 mkdir -p "$1"
 dest=$(cd "$1" && pwd)
 cd "$(git rev-parse --show-toplevel)"

@@ -13,6 +13,8 @@ git diff --quiet HEAD -- celery_tasks || die "celery_tasks/ has uncommitted chan
 [ -z "$(git ls-files --others --exclude-standard -- celery_tasks)" ] ||
   die "celery_tasks/ has untracked files: commit or remove them first"
 git diff --cached --quiet || die "the index has staged changes: commit or unstage them first"
+# `--rejoin` merges into the current branch, which git refuses with a modified work tree.
+git diff --quiet HEAD || die "the work tree has uncommitted changes: commit or stash them first"
 
 sha=$(git subtree split --prefix=celery_tasks --rejoin -q \
   -m "Split celery_tasks/ for the producer and consumer submodules")

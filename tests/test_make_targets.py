@@ -1,4 +1,4 @@
-"""The README's day: `make worker` in one terminal, `make produce` in another, prints 6."""
+"""Local mode: `make worker` in one terminal, `make produce-local` in another, prints 6."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_make_worker_and_make_produce(broker: Broker, broker_env: dict[str, str]
             while " ready." not in log.read_text() and time.monotonic() < deadline:
                 assert worker.poll() is None, log.read_text()
                 time.sleep(0.1)
-            out = subprocess.run(["make", "--no-print-directory", "produce",
+            out = subprocess.run(["make", "--no-print-directory", "produce-local",
                                   "ARGS=unique_magic_task 1 2 3"], cwd=ROOT, env=env,
                                  capture_output=True, text=True, timeout=120)
             assert out.returncode == 0, out.stderr
