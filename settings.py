@@ -33,7 +33,8 @@ DEFAULTS: dict[str, str] = {
 ALIASES = {"RABBITMQ_PWD": "RABBITMQ_PASSWORD"}
 #: Keys a `.env` may hold for other tools (docker-compose) without being an error.
 FOREIGN_KEYS = frozenset(
-    {"PYTHON_IMAGE", "RABBITMQ_IMAGE", "COMPOSE_PROJECT_NAME", "RABBITMQ_MANAGEMENT_PORT"}
+    {"PYTHON_IMAGE", "RABBITMQ_IMAGE", "COMPOSE_PROJECT_NAME", "RABBITMQ_MANAGEMENT_PORT",
+     "FLOWER_PORT"}
 )
 ENV_FILE_VARIABLE = "CELERY_TASKS_ENV_FILE"
 
