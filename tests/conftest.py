@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kombu import Connection, Exchange, Queue
+from kombu import Connection
 
+from celery_tasks.topology import dead_letter_name, task_queue
 from harness.processes import Worker, stop_all
 
 TASK_NAMES = ("unique_magic_task", "count_primes", "sleep_echo", "divide")
@@ -65,10 +66,9 @@ class Broker:
                                virtual_host=vhost)
 
     def declare(self, name: str) -> None:
-        """Declare a task's queue exactly as Celery does, so its depth can be read."""
+        """Declare a task's queue exactly as the workers do, so its depth can be read."""
         with self.conn.channel() as channel:
-            Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)(
-                channel).declare()
+            task_queue(name)(channel).declare()
 
     def depth(self, name: str) -> int | None:
         """Messages ready in queue `name`, or None if it does not exist."""
@@ -80,10 +80,13 @@ class Broker:
                 return None
             raise
 
-    def delete_task_queues(self) -> None:
+    def delete_task_queues(self, names: tuple[str, ...] = TASK_NAMES) -> None:
+        """Delete the tasks' queues, dead-letter queues and exchanges."""
         with self.conn.channel() as channel:
-            for name in TASK_NAMES:
+            for name in names:
                 channel.queue_delete(name)
+                channel.queue_delete(dead_letter_name(name))
+                channel.exchange_delete(name)
 
     def close(self) -> None:
         self.conn.release()
