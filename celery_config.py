@@ -21,14 +21,30 @@ result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
 
-# At-least-once delivery.
+# At-least-once delivery: the message is acknowledged only after the task ran; a worker
+# that dies mid-task leaves it to be redelivered. A task whose pool process dies is retried
+# (up to its max_retries), then fails. A task that fails, times out or exhausts its retries
+# is rejected into its dead-letter queue, after its error went to the caller.
 task_acks_late = True
 task_reject_on_worker_lost = True
+task_retry_on_worker_lost = True
+task_acks_on_failure = False
+task_acks_on_timeout = False
 worker_prefetch_multiplier = 1
+# Quorum queues (see topology.py); the worker then uses per-consumer prefetch, which
+# quorum queues require, and native delayed delivery for retries with a countdown.
+task_default_queue_type: str = SETTINGS.queue_type
+worker_detect_quorum_queues = True
+broker_native_delayed_delivery_queue_type: str = SETTINGS.queue_type
+celery_tasks_delivery_limit: int = SETTINGS.delivery_limit
+celery_tasks_dead_letter = True
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
 broker_transport_options: dict[str, Any] = {"confirm_publish": True}
 if SETTINGS.uses_filesystem_broker:
+    # kombu's virtual transports know neither queue types nor dead-lettering.
+    task_default_queue_type = "classic"
+    celery_tasks_dead_letter = False
     broker_transport_options = {
         "data_folder_in": SETTINGS.broker_filesystem_dir,
         "data_folder_out": SETTINGS.broker_filesystem_dir,

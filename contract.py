@@ -20,6 +20,9 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from .errors import BadArguments, ContractNotImplemented, ImplementationError
 
 _STRICT = ConfigDict(strict=True)
+#: RabbitMQ's default delivery-acknowledgement timeout (30 minutes), in seconds: a channel
+#: whose unacknowledged message outlives it is closed, so every time limit stays below it.
+CONSUMER_TIMEOUT = 1800
 
 
 class Contract(Task):
@@ -27,6 +30,21 @@ class Contract(Task):
 
     #: The stub class a task class fulfils (set for every subclass).
     contract: ClassVar[type[Contract]]
+
+    #: Errors the contract declares transient: retried with exponential backoff and jitter
+    #: (1 s, 2 s, 4 s, ... at most `retry_backoff_max`), up to `max_retries` times. Any
+    #: other error fails the task at once.
+    transient_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    max_retries = 3
+    retry_backoff = 1
+    retry_backoff_max = 60
+    retry_jitter = True
+    #: Time limits, in seconds: the task gets SoftTimeLimitExceeded at the first and is
+    #: killed at the second; both stay below RabbitMQ's delivery-acknowledgement timeout.
+    soft_time_limit: ClassVar[float] = 300
+    time_limit: ClassVar[float] = 330
+    #: How the worker settles a timed-out message: see request.py.
+    Request = "celery_tasks.request:ContractRequest"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -37,6 +55,13 @@ class Contract(Task):
             if "run" not in cls.__dict__:
                 raise TypeError(f"contract {cls.__qualname__} needs a typed run() method")
             cls.contract = cls
+        if not 0 < cls.soft_time_limit <= cls.time_limit < CONSUMER_TIMEOUT:
+            raise TypeError(
+                f"{cls.__qualname__}: need 0 < soft_time_limit <= time_limit < "
+                f"{CONSUMER_TIMEOUT} s (RabbitMQ's default consumer timeout), got "
+                f"{cls.soft_time_limit} and {cls.time_limit}"
+            )
+        cls.autoretry_for = tuple(cls.transient_errors)
 
     def apply_async(
         self,

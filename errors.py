@@ -16,6 +16,7 @@ EXIT_TIMEOUT = 6  # the result did not arrive within --timeout
 EXIT_CONFIG = 7  # a setting (environment or .env) is invalid
 EXIT_IMPLEMENTATION = 8  # a worker's implementation does not fulfil its contract
 EXIT_UNHEALTHY = 9  # --health: no worker on this host answered a ping
+EXIT_TOPOLOGY = 10  # a queue or exchange exists with other arguments than ours
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT)
 
 EXIT_CODES: dict[int, str] = {
@@ -29,6 +30,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_CONFIG: "invalid setting in the environment or .env",
     EXIT_IMPLEMENTATION: "implementation missing or its run() differs from the contract",
     EXIT_UNHEALTHY: "--health: no worker of this host answered a ping",
+    EXIT_TOPOLOGY: "a queue exists on the broker with different arguments (406)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -82,6 +84,12 @@ class ImplementationError(CeleryTasksError, TypeError):
     """A worker class does not implement its contract faithfully."""
 
     exit_code = EXIT_IMPLEMENTATION
+
+
+class TopologyMismatch(CeleryTasksError):
+    """RabbitMQ refused a declaration (406 PRECONDITION_FAILED): the queue differs from ours."""
+
+    exit_code = EXIT_TOPOLOGY
 
 
 class ContractNotImplemented(NotImplementedError):

@@ -28,6 +28,8 @@ DEFAULTS: dict[str, str] = {
     "CELERY_RESULT_BACKEND": "",
     "BROKER_CONNECT_TIMEOUT": "10",
     "BROKER_FILESYSTEM_DIR": "",
+    "CELERY_TASKS_QUEUE_TYPE": "quorum",
+    "CELERY_TASKS_DELIVERY_LIMIT": "5",
 }
 #: The article's name for the password, accepted as an alias of RABBITMQ_PASSWORD.
 ALIASES = {"RABBITMQ_PWD": "RABBITMQ_PASSWORD"}
@@ -52,6 +54,8 @@ class Settings:
     result_backend: str
     broker_connect_timeout: float
     broker_filesystem_dir: str
+    queue_type: str = "quorum"
+    delivery_limit: int = 5
 
     def __repr__(self) -> str:  # never print the password
         return (
@@ -143,6 +147,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     fs_dir = raw["BROKER_FILESYSTEM_DIR"]
     if scheme == "filesystem" and not fs_dir:
         raise ConfigError("BROKER_FILESYSTEM_DIR must name a folder when the broker is filesystem://")
+    queue_type = raw["CELERY_TASKS_QUEUE_TYPE"].strip().lower()
+    if queue_type not in {"quorum", "classic"}:
+        raise ConfigError(f"CELERY_TASKS_QUEUE_TYPE must be quorum or classic, got {queue_type!r}")
+    delivery_limit = int(_number("CELERY_TASKS_DELIVERY_LIMIT", raw["CELERY_TASKS_DELIVERY_LIMIT"],
+                                 low=1, high=1000, integer=True))
     backend = raw["CELERY_RESULT_BACKEND"] or "rpc://"
     if "://" not in backend:
         raise ConfigError(f"CELERY_RESULT_BACKEND must be a URL such as rpc://, got {backend!r}")
@@ -156,4 +165,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         result_backend=backend,
         broker_connect_timeout=timeout,
         broker_filesystem_dir=fs_dir,
+        queue_type=queue_type,
+        delivery_limit=delivery_limit,
     )

@@ -34,6 +34,8 @@ class SleepEchoTask(Contract):
     """Slow work: for time limits and crash tests."""
 
     name = "sleep_echo"
+    soft_time_limit = 60
+    time_limit = 65
 
     def run(self, seconds: float, payload: str) -> str:
         """Sleep `seconds`, then return `payload` unchanged."""

@@ -8,9 +8,9 @@ from types import ModuleType
 from typing import Any
 
 from celery import Celery, Task
-from kombu import Exchange, Queue
 
 from .contract import check_implementation, is_contract_class
+from .topology import declare_topology, task_queue
 
 
 class ContractApp(Celery):
@@ -27,12 +27,8 @@ class ContractApp(Celery):
         for task in self.tasks.values():
             if is_contract_class(type(task)):
                 check_implementation(type(task))
+        declare_topology(self)
         super().worker_main(args)
-
-
-def task_queue(name: str) -> Queue:
-    """The durable queue (and direct exchange) that carries only the task `name`."""
-    return Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
 
 
 def create_worker_from(
@@ -56,8 +52,12 @@ def create_worker_from(
     )
     app = ContractApp(name, set_as_current=False)
     app.config_from_object(config)
+    conf = app.conf
+    queue = task_queue(name, conf.task_default_queue_type,
+                       conf.get("celery_tasks_delivery_limit", 5),
+                       conf.get("celery_tasks_dead_letter", True))
     app.conf.update(
-        task_queues=[task_queue(name)],
+        task_queues=[queue],
         task_default_queue=name,
         task_default_exchange=name,
         task_default_routing_key=name,
