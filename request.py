@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery.worker.request import Request
 
 
-class ContractRequest(Request):  # type: ignore[misc]
+class ContractRequest(Request):
     """A Celery request that dead-letters, rather than requeues, a hard-timed-out task."""
 
     _timed_out = False
