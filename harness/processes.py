@@ -40,10 +40,11 @@ class Worker:
         pool: str = "prefork",
         extra_args: tuple[str, ...] = (),
         cwd: Path = CONSUMER_DIR,
+        module: str = "consumer",
     ) -> None:
         self.task, self.cwd = task, cwd
         self.log_path = log_dir / f"worker-{task}-{time.monotonic_ns()}.log"
-        self.argv = [sys.executable, "-m", "consumer", task, f"--concurrency={concurrency}",
+        self.argv = [sys.executable, "-m", module, task, f"--concurrency={concurrency}",
                      f"--pool={pool}", *extra_args]
         self.env = clean_env(env)
         self.process: subprocess.Popen[bytes] | None = None
@@ -87,6 +88,13 @@ class Worker:
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once: a crash, not a shutdown."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """Warm shutdown (SIGTERM); SIGKILL the whole process group if it lingers."""

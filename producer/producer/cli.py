@@ -25,6 +25,7 @@ from celery_tasks.errors import (
     UnknownTask,
 )
 from celery_tasks.tasks import CONTRACTS
+from celery_tasks.topology import declare_topology
 
 from .client import BatchReport, send, send_many
 from .progress import ProgressBar
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _, task = create_worker_from(contract)
     wait_for_broker(task.app, SETTINGS)
+    declare_topology(task.app)
     if args.count > 1:
         return _batch(task, call, args)
     outcome = send(task, *call, timeout=args.timeout)
