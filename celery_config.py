@@ -31,6 +31,8 @@ task_retry_on_worker_lost = True
 task_acks_on_failure = False
 task_acks_on_timeout = False
 worker_prefetch_multiplier = 1
+# Undecodable, refused (pickle), unknown or invalid messages go to the dead-letter queue.
+worker_consumer = "celery_tasks.worker_consumer:ContractConsumer"
 # Quorum queues (see topology.py); the worker then uses per-consumer prefetch, which
 # quorum queues require, and native delayed delivery for retries with a countdown.
 task_default_queue_type: str = SETTINGS.queue_type

@@ -9,6 +9,7 @@ checked against that signature before anything is published.
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -23,6 +24,9 @@ _STRICT = ConfigDict(strict=True)
 #: RabbitMQ's default delivery-acknowledgement timeout (30 minutes), in seconds: a channel
 #: whose unacknowledged message outlives it is closed, so every time limit stays below it.
 CONSUMER_TIMEOUT = 1800
+#: RabbitMQ refuses messages over 128 MiB by default (max_message_size); the arguments
+#: must fit with room to spare for the headers.
+MAX_MESSAGE_BYTES = 128 * 1024 * 1024 - 64 * 1024
 
 
 class Contract(Task):
@@ -157,7 +161,14 @@ def check_call(
             }
         else:
             bound.arguments[name] = _check_value(cls, param, value, not from_text)
-    return list(bound.args), dict(bound.kwargs)
+    checked = list(bound.args), dict(bound.kwargs)
+    size = len(json.dumps(checked, separators=(",", ":")))
+    if size > MAX_MESSAGE_BYTES:
+        raise BadArguments(
+            f"{describe(cls)}: the arguments take {size} bytes as JSON, over the "
+            f"{MAX_MESSAGE_BYTES}-byte limit of a message; pass a reference (a URL, a key) instead"
+        )
+    return checked
 
 
 def check_implementation(cls: type) -> None:
