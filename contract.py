@@ -43,6 +43,8 @@ class Contract(Task):
     retry_backoff = 1
     retry_backoff_max = 60
     retry_jitter = True
+    #: Seconds before a task whose pool process died runs again (at most max_retries times).
+    default_retry_delay = 1
     #: Time limits, in seconds: the task gets SoftTimeLimitExceeded at the first and is
     #: killed at the second; both stay below RabbitMQ's delivery-acknowledgement timeout.
     soft_time_limit: ClassVar[float] = 300

@@ -1,12 +1,16 @@
 """`ContractRequest`: how a worker settles a message whose task hit its hard time limit.
 
 Celery either acknowledges such a message (it is gone) or requeues it (it runs, and times
-out, again and again). Here the caller gets the `TimeLimitExceeded` error, and the message
-is rejected without requeue, so RabbitMQ moves it to the task's dead-letter queue.
+out, again and again until the queue's delivery limit). Here the caller gets the
+`TimeLimitExceeded` error, and the message is rejected without requeue, so RabbitMQ moves
+it to the task's dead-letter queue.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery.exceptions import TimeLimitExceeded
 from celery.worker.request import Request
 
 
@@ -16,11 +20,18 @@ class ContractRequest(Request):
     _timed_out = False
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
-        self._timed_out = not soft
-        try:
-            super().on_timeout(soft, timeout)
-        finally:
-            self._timed_out = False
+        if not soft:
+            self._timed_out = True
+        super().on_timeout(soft, timeout)
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True,
+                   return_ok: bool = False) -> None:
+        exc = exc_info.exception
+        if isinstance(exc, TimeLimitExceeded) or isinstance(
+            getattr(exc, "exc", None), TimeLimitExceeded  # billiard's ExceptionWithTraceback
+        ):
+            self._timed_out = True
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
     def reject(self, requeue: bool = False) -> None:
         super().reject(requeue=requeue and not self._timed_out)
