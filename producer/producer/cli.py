@@ -8,9 +8,11 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+
 from celery_tasks.broker import wait_for_broker
 from celery_tasks.cli import OneLineParser, exit_codes_epilog, positive_int
-from celery_tasks.contract import check_call, describe
+from celery_tasks.contract import Contract, check_call, describe
 from celery_tasks.errors import (
     EXIT_BAD_ARGUMENTS,
     EXIT_BROKER_UNREACHABLE,
@@ -20,14 +22,16 @@ from celery_tasks.errors import (
     EXIT_TIMEOUT,
     EXIT_UNKNOWN_TASK,
     EXIT_USAGE,
+    ConfigError,
     TaskFailed,
     TaskTimeout,
     UnknownTask,
 )
+from celery_tasks.settings import Settings
 from celery_tasks.tasks import CONTRACTS
 from celery_tasks.topology import declare_topology
 
-from .client import BatchReport, send, send_many
+from .client import BatchReport, Outcome, send, send_many
 from .progress import ProgressBar
 
 DEFAULT_TIMEOUT = 60.0
@@ -36,6 +40,8 @@ EXAMPLES = """examples:
   python -m producer count_primes 100000 --count 200  # a batch, with a summary
   python -m producer divide 1 0 --json                # the error, as JSON
   python -m producer sleep_echo 0.5 hello --timeout 2
+  python -m producer unique_magic_task 1 2 3 --no-wait    # prints the task id
+  python -m producer unique_magic_task --result ID        # its result, later (durable backend)
   python -m producer --list
 """
 
@@ -50,6 +56,8 @@ class ProducerArgs:
     timeout: float | None
     json: bool
     list_tasks: bool
+    no_wait: bool = False
+    result_id: str | None = None
 
     @classmethod
     def from_cli(cls, argv: list[str] | None = None) -> ProducerArgs:
@@ -75,13 +83,21 @@ class ProducerArgs:
         parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
         parser.add_argument("--list", dest="list_tasks", action="store_true",
                             help="list every contract with its signature and queue")
+        parser.add_argument("--no-wait", action="store_true",
+                            help="print the task id(s) and exit without waiting for results")
+        parser.add_argument("--result", dest="result_id", metavar="ID",
+                            help="wait for the result of a task sent earlier (needs a durable "
+                            "result backend)")
         ns = parser.parse_intermixed_args(argv)
         if not ns.list_tasks and not ns.task:
             parser.error("the task name is required")
         if ns.timeout < 0 or ns.timeout != ns.timeout:
             parser.error(f"argument --timeout: must be >= 0, got {ns.timeout}")
+        if ns.result_id and (ns.args or ns.no_wait or ns.count != 1):
+            parser.error("--result takes only the task name and an id")
         timeout = ns.timeout or None
-        return cls(ns.task, ns.args, ns.count, timeout, ns.json, ns.list_tasks)
+        return cls(ns.task, ns.args, ns.count, timeout, ns.json, ns.list_tasks, ns.no_wait,
+                   ns.result_id)
 
 
 def _print_json(data: Any) -> None:
@@ -135,6 +151,33 @@ def _batch(task: Any, call: tuple[list[Any], dict[str, Any]], args: ProducerArgs
     return EXIT_OK
 
 
+def _fetch(contract: type[Contract], args: ProducerArgs, settings: Settings) -> int:
+    """`--result ID`: wait for the stored outcome of a task sent earlier."""
+    if settings.result_backend.startswith("rpc"):
+        raise ConfigError(
+            "--result needs a durable result backend: rpc:// delivers a result only to the "
+            "process that sent the task (set CELERY_RESULT_BACKEND=redis://... or "
+            "db+postgresql+psycopg://...)"
+        )
+    from celery_tasks.utils import create_worker_from
+
+    _, task = create_worker_from(contract)
+    result = task.AsyncResult(args.result_id)
+    try:
+        value = result.get(timeout=args.timeout, propagate=False, interval=0.1)
+    except CeleryTimeoutError:
+        raise TaskTimeout(
+            f"no result for {task.name}[{args.result_id}] within {args.timeout:g} s"
+        ) from None
+    outcome = Outcome.from_state(result.id, result.state, value)
+    if args.json:
+        _print_json({"task": task.name, **outcome.as_json()})
+    value = outcome.unwrap(task.name)
+    if not args.json:
+        print(value if isinstance(value, str) else json.dumps(value))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = ProducerArgs.from_cli(argv)
     if args.list_tasks:
@@ -143,13 +186,24 @@ def main(argv: list[str] | None = None) -> int:
     contract = CONTRACTS.get(args.task)
     if contract is None:
         raise UnknownTask(f"unknown task {args.task!r}: known tasks are {', '.join(CONTRACTS)}")
-    call = check_call(contract, args.args, {}, from_text=True)
     from celery_tasks.rabbitmq_config import SETTINGS  # reads the settings, once
+
+    if args.result_id is not None:
+        return _fetch(contract, args, SETTINGS)
+    call = check_call(contract, args.args, {}, from_text=True)
     from celery_tasks.utils import create_worker_from  # imports the Celery settings
 
     _, task = create_worker_from(contract)
     wait_for_broker(task.app, SETTINGS)
     declare_topology(task.app)
+    if args.no_wait:
+        with task.app.producer_or_acquire() as producer:
+            ids = [task.apply_async(*call, producer=producer).id for _ in range(args.count)]
+        if args.json:
+            _print_json({"task": task.name, "ids": ids})
+        else:
+            print("\n".join(ids))
+        return EXIT_OK
     if args.count > 1:
         return _batch(task, call, args)
     outcome = send(task, *call, timeout=args.timeout)

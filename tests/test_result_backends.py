@@ -1,0 +1,65 @@
+"""Durable result backends (Redis, PostgreSQL), chosen by CELERY_RESULT_BACKEND.
+
+With rpc:// a result reaches only the process that sent the task, and is lost if that
+process is gone; with a durable backend, any process can collect it later by task id.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+import pytest
+
+from harness.processes import Worker, run_producer
+
+BACKENDS = {
+    "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/15"),
+    "postgresql": ("127.0.0.1", 5432, "db+postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+}
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend_env(request: pytest.FixtureRequest, broker_env: dict[str, str]) -> dict[str, str]:
+    host, port, url = BACKENDS[request.param]
+    if not reachable(host, port):
+        pytest.fail(f"{request.param} is not reachable at {host}:{port}")
+    return {**broker_env, "CELERY_RESULT_BACKEND": url}
+
+
+def test_a_result_is_collected_later_by_another_process(
+    start_worker: Callable[..., Worker], backend_env: dict[str, str]
+) -> None:
+    sent = run_producer("unique_magic_task", "1", "2", "3", "--no-wait", env=backend_env)
+    assert sent.returncode == 0, sent.stderr
+    task_id = sent.stdout.strip()
+    start_worker("unique_magic_task", extra_args=())  # the worker starts after the sender left
+    fetched = run_producer("unique_magic_task", "--result", task_id, env=backend_env)
+    assert (fetched.returncode, fetched.stdout.strip()) == (0, "6"), fetched.stderr
+
+
+def test_round_trip_and_errors_through_a_durable_backend(
+    start_worker: Callable[..., Worker], backend_env: dict[str, str]
+) -> None:
+    start_worker("divide")
+    assert run_producer("divide", "7", "2", env=backend_env).stdout.strip() == "3.5"
+    out = run_producer("divide", "1", "0", env=backend_env)
+    assert out.returncode == 1
+    assert "ZeroDivisionError: float division by zero" in out.stderr
+    batch = run_producer("divide", "1", "4", "--count", "20", env=backend_env)
+    assert batch.returncode == 0, batch.stderr
+    assert "20 succeeded" in batch.stdout
+
+
+def test_result_lookup_needs_a_durable_backend(broker_env: dict[str, str]) -> None:
+    out = run_producer("divide", "--result", "some-id", env=broker_env)
+    assert out.returncode == 7
+    assert "--result needs a durable result backend" in out.stderr
