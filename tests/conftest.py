@@ -109,8 +109,8 @@ def start_worker(
     """Start real `python -m consumer` workers; every one is stopped at teardown."""
     started: list[Worker] = []
 
-    def start(task: str, **kwargs: object) -> Worker:
-        worker = Worker(task, broker_env, tmp_path, **kwargs)  # type: ignore[arg-type]
+    def start(task: str, env: dict[str, str] | None = None, **kwargs: object) -> Worker:
+        worker = Worker(task, env or broker_env, tmp_path, **kwargs)  # type: ignore[arg-type]
         started.append(worker)
         return worker.start()
 

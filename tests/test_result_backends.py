@@ -41,7 +41,7 @@ def test_a_result_is_collected_later_by_another_process(
     sent = run_producer("unique_magic_task", "1", "2", "3", "--no-wait", env=backend_env)
     assert sent.returncode == 0, sent.stderr
     task_id = sent.stdout.strip()
-    start_worker("unique_magic_task", extra_args=())  # the worker starts after the sender left
+    start_worker("unique_magic_task", env=backend_env)  # the worker starts after the sender left
     fetched = run_producer("unique_magic_task", "--result", task_id, env=backend_env)
     assert (fetched.returncode, fetched.stdout.strip()) == (0, "6"), fetched.stderr
 
@@ -49,7 +49,7 @@ def test_a_result_is_collected_later_by_another_process(
 def test_round_trip_and_errors_through_a_durable_backend(
     start_worker: Callable[..., Worker], backend_env: dict[str, str]
 ) -> None:
-    start_worker("divide")
+    start_worker("divide", env=backend_env)
     assert run_producer("divide", "7", "2", env=backend_env).stdout.strip() == "3.5"
     out = run_producer("divide", "1", "0", env=backend_env)
     assert out.returncode == 1
