@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -55,4 +56,8 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
+    # Collect pending results while their backend is still alive: left to interpreter
+    # shutdown, their finalizers print tracebacks (Redis backend: unsubscribe on a closed
+    # connection).
+    gc.collect()
     sys.exit(code)
