@@ -18,7 +18,7 @@ ENGINE_DIR ?= /var/tmp/celery-tasks-engine
 TTY_FLAG := $(shell [ -t 0 ] || echo -T)
 
 .PHONY: help install init demo worker produce-local test test-parts test-harness lint vendor \
-	check-vendor export clean up down logs ps produce engine engine-stop
+	check-vendor export clean up down logs ps produce engine engine-stop faults
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test-parts: install ## each repo's own tests, from its own folder
 
 test-harness: install ## producer and consumer together against the real RabbitMQ
 	$(PY) -m pytest -q tests
+
+faults: install ## the fault tests alone, with their table of tasks sent, completed, lost
+	$(PY) -m pytest -q tests/faults
 
 lint: install ## ruff and mypy
 	$(PY) -m ruff check .

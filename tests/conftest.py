@@ -61,19 +61,22 @@ class Broker:
     """Direct access to the test vhost: queue depths, declarations, clean-up."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        vhost = env["RABBITMQ_VHOST"]
-        self.conn = Connection(hostname=HOST, port=PORT, userid="guest", password="guest",
-                               virtual_host=vhost)
+        self.vhost = env["RABBITMQ_VHOST"]
+
+    def connection(self) -> Connection:
+        """A new connection for each use: the broker may have restarted in between."""
+        return Connection(hostname=HOST, port=PORT, userid="guest", password="guest",
+                          virtual_host=self.vhost)
 
     def declare(self, name: str) -> None:
         """Declare a task's queue exactly as the workers do, so its depth can be read."""
-        with self.conn.channel() as channel:
+        with self.connection() as conn, conn.channel() as channel:
             task_queue(name)(channel).declare()
 
     def depth(self, name: str) -> int | None:
         """Messages ready in queue `name`, or None if it does not exist."""
         try:
-            with self.conn.channel() as channel:
+            with self.connection() as conn, conn.channel() as channel:
                 return int(channel.queue_declare(name, passive=True).message_count)
         except Exception as exc:
             if "NOT_FOUND" in str(exc) or "404" in str(exc):
@@ -82,14 +85,11 @@ class Broker:
 
     def delete_task_queues(self, names: tuple[str, ...] = TASK_NAMES) -> None:
         """Delete the tasks' queues, dead-letter queues and exchanges."""
-        with self.conn.channel() as channel:
+        with self.connection() as conn, conn.channel() as channel:
             for name in names:
                 channel.queue_delete(name)
                 channel.queue_delete(dead_letter_name(name))
                 channel.exchange_delete(name)
-
-    def close(self) -> None:
-        self.conn.release()
 
 
 @pytest.fixture
@@ -99,7 +99,6 @@ def broker(broker_env: dict[str, str]) -> Iterator[Broker]:
     b.delete_task_queues()
     yield b
     b.delete_task_queues()
-    b.close()
 
 
 @pytest.fixture

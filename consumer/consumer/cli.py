@@ -16,6 +16,7 @@ from celery_tasks.errors import (
     EXIT_CONFIG,
     EXIT_IMPLEMENTATION,
     EXIT_OK,
+    EXIT_TOPOLOGY,
     EXIT_UNHEALTHY,
     EXIT_UNKNOWN_TASK,
     EXIT_USAGE,
@@ -56,7 +57,7 @@ class WorkerArgs:
             + "\n"
             + exit_codes_epilog(
                 [EXIT_OK, EXIT_USAGE, EXIT_UNKNOWN_TASK, EXIT_BROKER_UNREACHABLE, EXIT_CONFIG,
-                 EXIT_IMPLEMENTATION, EXIT_UNHEALTHY]
+                 EXIT_IMPLEMENTATION, EXIT_UNHEALTHY, EXIT_TOPOLOGY]
             ),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )

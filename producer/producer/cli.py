@@ -20,6 +20,7 @@ from celery_tasks.errors import (
     EXIT_OK,
     EXIT_TASK_FAILED,
     EXIT_TIMEOUT,
+    EXIT_TOPOLOGY,
     EXIT_UNKNOWN_TASK,
     EXIT_USAGE,
     ConfigError,
@@ -69,7 +70,7 @@ class ProducerArgs:
             + "\n"
             + exit_codes_epilog(
                 [EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_BAD_ARGUMENTS, EXIT_UNKNOWN_TASK,
-                 EXIT_BROKER_UNREACHABLE, EXIT_TIMEOUT, EXIT_CONFIG]
+                 EXIT_BROKER_UNREACHABLE, EXIT_TIMEOUT, EXIT_CONFIG, EXIT_TOPOLOGY]
             ),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )

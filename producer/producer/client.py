@@ -87,6 +87,7 @@ class BatchReport:
             "succeeded": self.succeeded,
             "failed": self.failed,
             "pending": len(self.pending_ids),
+            "pending_ids": self.pending_ids,
             "elapsed_s": round(self.elapsed, 4),
             "tasks_per_s": round(self.rate, 2),
             "errors": errors[:20],

@@ -1,0 +1,119 @@
+"""RabbitMQ restarted or down: queued and in-flight tasks survive, and whoever started while
+it was down connects once it is back."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from harness.processes import PRODUCER_DIR, Worker, clean_env
+from tests.faults.test_crashes import finish, start_batch, wait_received
+
+REDIS_BACKEND = "redis://127.0.0.1:6379/15"
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def rabbit() -> Iterator[Callable[[str], None]]:
+    """`rabbit("stop")` / `rabbit("start")`; the broker is always running again afterwards."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.fail("rabbitmqctl is needed to restart RabbitMQ")
+
+    def control(action: str) -> None:
+        rabbitmqctl(f"{action}_app")
+        if action == "start":
+            rabbitmqctl("await_startup")
+
+    yield control
+    control("start")
+
+
+def test_a_broker_restart_mid_batch_loses_no_task_nor_result_with_a_durable_backend(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str],
+    rabbit: Callable[[str], None], record: Callable[..., None],
+) -> None:
+    backend = REDIS_BACKEND
+    env = {**broker_env, "CELERY_RESULT_BACKEND": backend, "BROKER_CONNECT_TIMEOUT": "60"}
+    worker = start_worker("sleep_echo", env=env, concurrency=2)
+    batch = start_batch(env, "sleep_echo", "0.2", "payload", "--count", "40",
+                        "--timeout", "120")
+    wait_received(worker, 6)
+    rabbit("stop")  # queued messages wait on disk; in-flight ones were never acknowledged
+    time.sleep(2)
+    rabbit("start")
+    summary = finish(batch, timeout=180)
+    lost = summary["count"] - summary["succeeded"] - summary["failed"]
+    record(40, summary["succeeded"], lost, f"stop_app/start_app mid-batch, results via {backend}")
+    assert (summary["succeeded"], summary["failed"], summary["pending"]) == (40, 0, 0)
+
+
+def test_a_broker_restart_mid_batch_with_rpc_results_loses_no_task(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str],
+    rabbit: Callable[[str], None], record: Callable[..., None],
+) -> None:
+    """rpc:// keeps results in a non-durable reply queue: a restart may lose some of them.
+
+    No task is lost: each one ran (its success is in the worker's log), and the producer
+    names every task whose result it could not collect.
+    """
+    env = {**broker_env, "BROKER_CONNECT_TIMEOUT": "60"}
+    worker = start_worker("sleep_echo", env=env, concurrency=2)
+    batch = subprocess.Popen(
+        [sys.executable, "-m", "producer", "sleep_echo", "0.2", "payload", "--count", "40",
+         "--timeout", "30", "--json"], cwd=PRODUCER_DIR, env=clean_env(env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_received(worker, 6)
+    rabbit("stop")
+    time.sleep(2)
+    rabbit("start")
+    out, err = batch.communicate(timeout=120)
+    summary = json.loads(out)
+    assert summary["succeeded"] + summary["pending"] == 40 and summary["failed"] == 0
+    if summary["pending"]:
+        assert batch.returncode == 6
+        assert f"{summary['pending']} of 40 sleep_echo results did not arrive" in err
+    ran = {task_id for task_id in re.findall(r"Task sleep_echo\[([0-9a-f-]+)\] succeeded",
+                                               worker.log)}
+    deadline = time.monotonic() + 30  # the worker may still be running the last ones
+    while not set(summary["pending_ids"]) <= ran and time.monotonic() < deadline:
+        time.sleep(0.5)
+        ran = set(re.findall(r"Task sleep_echo\[([0-9a-f-]+)\] succeeded", worker.log))
+    lost = len(set(summary["pending_ids"]) - ran)
+    record(40, summary["succeeded"], lost,
+           f"restart with rpc://: {summary['pending']} results lost, their tasks ran")
+    assert lost == 0
+
+
+def test_producer_and_worker_started_while_the_broker_is_down_connect_when_it_is_up(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str],
+    rabbit: Callable[[str], None], record: Callable[..., None],
+) -> None:
+    env = {**broker_env, "BROKER_CONNECT_TIMEOUT": "60"}
+    rabbit("stop")
+    worker = Worker("unique_magic_task", env, __import__("pathlib").Path("/tmp"))
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "producer", "unique_magic_task", "1", "2", "3"],
+        cwd=PRODUCER_DIR, env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    worker.launch()
+    try:
+        time.sleep(3)
+        assert producer.poll() is None and worker.process is not None
+        assert worker.process.poll() is None  # both still waiting for the broker
+        rabbit("start")
+        worker.wait_ready(60)
+        out, err = producer.communicate(timeout=90)
+        assert (producer.returncode, out.strip()) == (0, "6"), err
+    finally:
+        worker.stop()
+    record(1, 1, 0, "broker down at start, up within BROKER_CONNECT_TIMEOUT")
