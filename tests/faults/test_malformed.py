@@ -80,7 +80,7 @@ def test_arguments_over_the_message_size_limit_are_refused_before_publishing(
 ) -> None:
     broker.declare("sleep_echo")
     _, sleep_echo = create_worker_from(SleepEchoTask)
-    with pytest.raises(BadArguments, match="over the .*-byte limit of a message"):
+    with pytest.raises(BadArguments, match=r"over the \d+-byte limit of a message"):
         sleep_echo.delay(0, "x" * (129 * 1024 * 1024))
     assert broker.depth("sleep_echo") == 0
     record(1, 0, 0, "129 MiB of arguments: BadArguments, nothing published")
@@ -91,10 +91,11 @@ def test_a_raw_message_over_rabbitmqs_limit_is_refused_by_the_broker(
     record: Callable[..., None],
 ) -> None:
     start_worker(QUEUE)
-    with pytest.raises(Exception, match="(?i)max size|PRECONDITION|406"):
-        with broker.connection() as conn:
-            conn.default_channel.confirm_select()
-            publish_on(conn, b"x" * (129 * 1024 * 1024))
+    body = b"x" * (129 * 1024 * 1024)
+    with broker.connection() as conn:
+        conn.default_channel.confirm_select()
+        with pytest.raises(Exception, match=r"(?i)max size|PRECONDITION|406"):
+            publish_on(conn, body)
     assert broker.depth(QUEUE) == 0
     out = run_producer(QUEUE, "1", "2", "3", env=broker_env)
     assert (out.returncode, out.stdout.strip()) == (0, "6")
