@@ -54,6 +54,10 @@ if SETTINGS.uses_filesystem_broker:
         "polling_interval": 0.01,
     }
 
+# TLS (amqps://): the broker's certificate is verified against BROKER_TLS_CA_FILE (or the
+# system's CAs); BROKER_TLS_CERT_FILE and BROKER_TLS_KEY_FILE add a client certificate.
+broker_use_ssl: dict[str, Any] | bool = SETTINGS.tls_options() if SETTINGS.uses_tls else False
+
 # Connections: a short socket timeout, bounded retries at start (the CLIs add a deadline),
 # and a running worker that loses the broker keeps reconnecting rather than dying.
 broker_connection_timeout = 4.0

@@ -8,9 +8,11 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from dotenv import dotenv_values
@@ -30,6 +32,10 @@ DEFAULTS: dict[str, str] = {
     "BROKER_FILESYSTEM_DIR": "",
     "CELERY_TASKS_QUEUE_TYPE": "quorum",
     "CELERY_TASKS_DELIVERY_LIMIT": "5",
+    "RABBITMQ_TLS": "false",
+    "BROKER_TLS_CA_FILE": "",
+    "BROKER_TLS_CERT_FILE": "",
+    "BROKER_TLS_KEY_FILE": "",
 }
 #: The article's name for the password, accepted as an alias of RABBITMQ_PASSWORD.
 ALIASES = {"RABBITMQ_PWD": "RABBITMQ_PASSWORD"}
@@ -56,6 +62,25 @@ class Settings:
     broker_filesystem_dir: str
     queue_type: str = "quorum"
     delivery_limit: int = 5
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.broker_url.startswith("amqps:")
+
+    def tls_options(self) -> dict[str, Any]:
+        """py-amqp's TLS options: the server's certificate is always verified."""
+        options: dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED,
+                                   "server_hostname": self.rabbitmq_host}
+        if self.tls_ca_file:
+            options["ca_certs"] = self.tls_ca_file
+        else:
+            options["ca_certs"] = ssl.get_default_verify_paths().cafile
+        if self.tls_cert_file:
+            options |= {"certfile": self.tls_cert_file, "keyfile": self.tls_key_file}
+        return options
 
     def __repr__(self) -> str:  # never print the password
         return (
@@ -106,6 +131,15 @@ def _number(name: str, text: str, *, low: float, high: float, integer: bool) -> 
     return value
 
 
+def _flag(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {text!r}")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `environ` (default: the process environment) and `.env`.
 
@@ -130,11 +164,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "BROKER_CONNECT_TIMEOUT", raw["BROKER_CONNECT_TIMEOUT"], low=0.1, high=3600, integer=False
     )
     user, password, vhost = raw["RABBITMQ_USER"], raw["RABBITMQ_PASSWORD"], raw["RABBITMQ_VHOST"]
+    tls = _flag("RABBITMQ_TLS", raw["RABBITMQ_TLS"])
+    tls_files = {name: raw[name] for name in
+                 ("BROKER_TLS_CA_FILE", "BROKER_TLS_CERT_FILE", "BROKER_TLS_KEY_FILE")}
+    for name, path in tls_files.items():
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{name} names {path}, which is not a readable file")
+    if bool(tls_files["BROKER_TLS_CERT_FILE"]) != bool(tls_files["BROKER_TLS_KEY_FILE"]):
+        raise ConfigError("BROKER_TLS_CERT_FILE and BROKER_TLS_KEY_FILE go together: set both")
     if not user:
         raise ConfigError("RABBITMQ_USER must not be empty")
     # Quote every part: a password like 'p@ss:w/rd%' must survive the URL intact.
     derived = (
-        f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
+        f"{'amqps' if tls else 'amqp'}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
         f"{quote(vhost, safe='')}"
     )
     broker_url = raw["CELERY_BROKER_URL"] or derived
@@ -167,4 +209,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         broker_filesystem_dir=fs_dir,
         queue_type=queue_type,
         delivery_limit=delivery_limit,
+        tls_ca_file=tls_files["BROKER_TLS_CA_FILE"],
+        tls_cert_file=tls_files["BROKER_TLS_CERT_FILE"],
+        tls_key_file=tls_files["BROKER_TLS_KEY_FILE"],
     )

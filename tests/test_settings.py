@@ -106,3 +106,26 @@ def test_filesystem_broker_needs_a_folder(tmp_path: Path) -> None:
         {"CELERY_BROKER_URL": "filesystem://", "BROKER_FILESYSTEM_DIR": str(tmp_path)}
     )
     assert s.uses_filesystem_broker and str(tmp_path) in s.broker_address
+
+
+def test_tls_switches_the_derived_url_to_amqps_and_verifies_the_server(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here")
+    s = load_settings({"RABBITMQ_TLS": "true", "RABBITMQ_PORT": "5671",
+                       "BROKER_TLS_CA_FILE": str(ca)})
+    assert s.broker_url.startswith("amqps://") and s.uses_tls
+    options = s.tls_options()
+    assert options["ca_certs"] == str(ca) and options["cert_reqs"] == 2  # CERT_REQUIRED
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"RABBITMQ_TLS": "maybe"}, "RABBITMQ_TLS"),
+        ({"BROKER_TLS_CA_FILE": "/no/such/ca.pem"}, "BROKER_TLS_CA_FILE"),
+        ({"BROKER_TLS_CERT_FILE": __file__}, "BROKER_TLS_KEY_FILE"),
+    ],
+)
+def test_bad_tls_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env)
