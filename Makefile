@@ -52,7 +52,8 @@ test-parts: install ## each repo's own tests, from its own folder
 	cd consumer && $(PY) -m pytest -q
 
 test-harness: install ## producer and consumer together against the real RabbitMQ
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/faults
+	@$(MAKE) --no-print-directory faults
 
 faults: install ## the fault tests alone, with their table of tasks sent, completed, lost
 	$(PY) -m pytest -q tests/faults

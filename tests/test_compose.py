@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -131,6 +133,32 @@ def test_a_scaled_worker_service_shares_its_queue(stack: Stack) -> None:
     received = [c.logs().decode().count("] received") for c in replicas]
     assert sum(received) == 40
     assert all(n > 0 for n in received), received
+
+
+def test_make_ps_and_make_logs_show_the_stack(stack: Stack) -> None:
+    ps = stack.make("ps")
+    assert ps.returncode == 0 and "(healthy)" in ps.stdout
+    logs = stack.make("logs", "SERVICE=count-primes")
+    assert logs.returncode == 0 and " ready." in logs.stdout
+
+
+def test_flower_runs_behind_the_monitoring_profile(stack: Stack) -> None:
+    port = closed_port()
+    env = {**stack.env, "FLOWER_PORT": str(port)}
+    up = subprocess.run(["docker-compose", "--profile", "monitoring", "up", "-d", "flower"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert up.returncode == 0, up.stderr
+    deadline = time.monotonic() + 60
+    body = ""
+    while time.monotonic() < deadline and "OK" not in body:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=2) as r:
+                body = r.read().decode()
+        except OSError:
+            time.sleep(1)
+    assert body == "OK"
+    (flower,) = stack.containers("flower")
+    assert PASSWORD not in flower.logs().decode(errors="replace")
 
 
 def test_compose_password_never_reaches_the_logs(stack: Stack) -> None:
