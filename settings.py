@@ -175,8 +175,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not user:
         raise ConfigError("RABBITMQ_USER must not be empty")
     # Quote every part: a password like 'p@ss:w/rd%' must survive the URL intact.
+    derived_scheme = "amqps" if tls else "amqp"
     derived = (
-        f"{'amqps' if tls else 'amqp'}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
+        f"{derived_scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
         f"{quote(vhost, safe='')}"
     )
     broker_url = raw["CELERY_BROKER_URL"] or derived
