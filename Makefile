@@ -18,7 +18,7 @@ ENGINE_DIR ?= /var/tmp/celery-tasks-engine
 TTY_FLAG := $(shell [ -t 0 ] || echo -T)
 
 .PHONY: help install init demo worker produce-local test test-parts test-harness lint vendor \
-	check-vendor export clean up down logs ps produce engine engine-stop faults
+	check-vendor check-contracts export clean up down logs ps produce engine engine-stop faults
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,7 +44,7 @@ worker: install ## run a worker for TASK (default unique_magic_task) against Rab
 produce-local: install ## run the producer script locally with ARGS (default: unique_magic_task 1 2 3)
 	cd producer && $(PY) -m producer $(ARGS)
 
-test: install lint check-vendor test-parts test-harness ## every suite, lint and pin checks
+test: install lint check-vendor check-contracts test-parts test-harness ## every suite, lint, pins
 
 test-parts: install ## each repo's own tests, from its own folder
 	cd celery_tasks && $(PY) -m pytest -q
@@ -74,6 +74,9 @@ vendor: ## split celery_tasks/ and pin both submodules to it, in one commit
 
 check-vendor: init ## fail while a submodule pin lags celery_tasks/ at HEAD
 	bash scripts/check-vendor.sh
+
+check-contracts: install ## compare the contracts pinned in producer/ and consumer/
+	$(PY) scripts/check-contracts.py
 
 export: ## write the three standalone repos (bare) to DEST=folder
 	bash scripts/export.sh "$(DEST)"

@@ -17,6 +17,8 @@ from celery_tasks.errors import (
     EXIT_BAD_ARGUMENTS,
     EXIT_BROKER_UNREACHABLE,
     EXIT_CONFIG,
+    EXIT_CONTRACT_MISMATCH,
+    EXIT_CONTRACT_VIOLATION,
     EXIT_OK,
     EXIT_TASK_FAILED,
     EXIT_TIMEOUT,
@@ -32,7 +34,7 @@ from celery_tasks.settings import Settings
 from celery_tasks.tasks import CONTRACTS
 from celery_tasks.topology import declare_topology
 
-from .client import BatchReport, Outcome, send, send_many
+from .client import REMOTE_ERRORS, BatchReport, Outcome, send, send_many
 from .progress import ProgressBar
 
 DEFAULT_TIMEOUT = 60.0
@@ -70,7 +72,8 @@ class ProducerArgs:
             + "\n"
             + exit_codes_epilog(
                 [EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_BAD_ARGUMENTS, EXIT_UNKNOWN_TASK,
-                 EXIT_BROKER_UNREACHABLE, EXIT_TIMEOUT, EXIT_CONFIG, EXIT_TOPOLOGY]
+                 EXIT_BROKER_UNREACHABLE, EXIT_TIMEOUT, EXIT_CONFIG, EXIT_TOPOLOGY,
+                 EXIT_CONTRACT_MISMATCH, EXIT_CONTRACT_VIOLATION]
             ),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -145,7 +148,8 @@ def _batch(task: Any, call: tuple[list[Any], dict[str, Any]], args: ProducerArgs
         )
     if report.failed:
         first = next(o for o in report.outcomes if o is not None and not o.ok)
-        raise TaskFailed(
+        error = REMOTE_ERRORS.get(first.error_type, TaskFailed)
+        raise error(
             f"{report.failed} of {args.count} {task.name} tasks failed; first: "
             f"{first.error_type}: {first.error_message}"
         )

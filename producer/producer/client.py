@@ -12,9 +12,23 @@ from celery.result import AsyncResult, ResultSet
 from kombu.exceptions import OperationalError
 
 from celery_tasks.contract import check_call
-from celery_tasks.errors import BrokerUnreachable, TaskFailed, TaskTimeout
+from celery_tasks.errors import (
+    BrokerUnreachable,
+    CeleryTasksError,
+    ContractMismatch,
+    ContractViolation,
+    TaskFailed,
+    TaskTimeout,
+    UnknownTask,
+)
 
 Call = tuple[Sequence[Any], Mapping[str, Any]]
+#: Remote errors with exit codes of their own; any other is TaskFailed (exit 1).
+REMOTE_ERRORS: dict[str, type[CeleryTasksError]] = {
+    "ContractMismatch": ContractMismatch,
+    "ContractViolation": ContractViolation,
+    "NotRegistered": UnknownTask,
+}
 
 
 @dataclass(frozen=True)
@@ -36,9 +50,13 @@ class Outcome:
         return cls(task_id, False, error_type=status, error_message=str(value))
 
     def unwrap(self, task_name: str) -> Any:
-        """The result, or `TaskFailed` naming the task, the error's type and message."""
+        """The result, or the error naming the task, the error's type and message.
+
+        Errors the worker raises about the contract itself keep their own exit codes.
+        """
         if not self.ok:
-            raise TaskFailed(
+            error = REMOTE_ERRORS.get(self.error_type, TaskFailed)
+            raise error(
                 f"task {task_name}[{self.task_id}] raised {self.error_type}: {self.error_message}"
             )
         return self.result
