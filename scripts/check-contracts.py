@@ -21,7 +21,10 @@ from celery_tasks.fingerprint import incompatibility  # noqa: E402
 
 def contracts(part: str) -> tuple[str, dict[str, dict]]:
     out = subprocess.run([sys.executable, "-m", "celery_tasks", "--json"], cwd=ROOT / part,
-                         capture_output=True, text=True, timeout=60, check=True)
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        lines = out.stderr.strip().splitlines() or ["no output"]
+        sys.exit(f"error: cannot list the contracts in {part}/ ({lines[-1]}): run 'make init'")
     data = json.loads(out.stdout)
     return data["commit"], {c["name"]: c for c in data["contracts"]}
 
