@@ -18,7 +18,15 @@ from typing import Any, ClassVar, TypeGuard
 from celery import Task
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from .errors import BadArguments, ContractNotImplemented, ImplementationError
+from .errors import (
+    BadArguments,
+    ContractMismatch,
+    ContractNotImplemented,
+    ContractViolation,
+    ImplementationError,
+)
+from .fingerprint import describe_contract, fingerprint, incompatibility
+from .version import pinned_commit
 
 _STRICT = ConfigDict(strict=True)
 #: RabbitMQ's default delivery-acknowledgement timeout (30 minutes), in seconds: a channel
@@ -75,9 +83,31 @@ class Contract(Task):
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Any:
-        """Check the call against the contract, then publish; a bad call publishes nothing."""
+        """Check the call against the contract, then publish; a bad call publishes nothing.
+
+        The message carries the contract's description, fingerprint and pinned commit, so
+        the worker can refuse a call from an incompatible version (see fingerprint.py).
+        """
         checked_args, checked_kwargs = check_call(type(self).contract, args or (), kwargs or {})
+        options["headers"] = {**contract_headers(type(self)), **(options.get("headers") or {})}
         return super().apply_async(checked_args, checked_kwargs, **options)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """On a worker: check the message against this worker's contract, run, check the result.
+
+        A violation raises (`ContractMismatch`, `ContractViolation`): the caller gets the
+        error and the message goes to the dead-letter queue; `run` never sees bad input.
+        """
+        if self.request.called_directly:
+            return super().__call__(*args, **kwargs)
+        cls = type(self).contract
+        check_sender(cls, self.request)
+        try:
+            args_list, kwargs_dict = check_call(cls, args, kwargs)
+        except BadArguments as exc:
+            raise ContractViolation(f"refused by the worker: {exc}") from None
+        result = super().__call__(*args_list, **kwargs_dict)
+        return check_result(cls, result)
 
 
 def is_contract_class(cls: object) -> TypeGuard[type[Contract]]:
@@ -171,6 +201,45 @@ def check_call(
             f"{MAX_MESSAGE_BYTES}-byte limit of a message; pass a reference (a URL, a key) instead"
         )
     return checked
+
+
+def contract_headers(cls: type[Contract]) -> dict[str, Any]:
+    """The headers every message of this contract carries."""
+    description = describe_contract(cls)
+    return {"contract": description, "contract_fingerprint": fingerprint(description),
+            "contract_commit": pinned_commit()}
+
+
+def check_sender(cls: type[Contract], request: Any) -> None:
+    """Raise `ContractMismatch` if the message's contract cannot call this worker's."""
+    sent = request.get("contract")
+    if not isinstance(sent, dict):  # celery call, send_task, another language: args decide
+        return
+    mine = describe_contract(cls)
+    reason = incompatibility(sent, mine)
+    if reason is not None:
+        raise ContractMismatch(
+            f"{cls.name}: the producer's contract {request.get('contract_fingerprint')} "
+            f"(celery_tasks {request.get('contract_commit', 'unknown')}) cannot call the "
+            f"worker's {fingerprint(mine)} (celery_tasks {pinned_commit()}): {reason}; "
+            "update the older side's celery_tasks submodule"
+        )
+
+
+def check_result(cls: type[Contract], result: Any) -> Any:
+    """The result, JSON-ready, if it matches the return annotation; else ContractViolation."""
+    annotation = signature_of(cls).return_annotation
+    if annotation is inspect.Signature.empty:
+        return result
+    adapter = _adapter(annotation, True)
+    try:
+        checked = adapter.validate_python(result)
+    except ValidationError:
+        raise ContractViolation(
+            f"{describe(cls)}: the implementation returned {type(result).__name__} "
+            f"{result!r:.80}, not {_type_name(annotation)}"
+        ) from None
+    return adapter.dump_python(checked, mode="json")
 
 
 def check_implementation(cls: type) -> None:

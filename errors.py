@@ -17,6 +17,8 @@ EXIT_CONFIG = 7  # a setting (environment or .env) is invalid
 EXIT_IMPLEMENTATION = 8  # a worker's implementation does not fulfil its contract
 EXIT_UNHEALTHY = 9  # --health: no worker on this host answered a ping
 EXIT_TOPOLOGY = 10  # a queue or exchange exists with other arguments than ours
+EXIT_CONTRACT_MISMATCH = 11  # producer and worker hold incompatible versions of the contract
+EXIT_CONTRACT_VIOLATION = 12  # the worker found arguments or a result that break the contract
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT)
 
 EXIT_CODES: dict[int, str] = {
@@ -31,6 +33,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_IMPLEMENTATION: "implementation missing or its run() differs from the contract",
     EXIT_UNHEALTHY: "--health: no worker of this host answered a ping",
     EXIT_TOPOLOGY: "a queue exists on the broker with different arguments (406)",
+    EXIT_CONTRACT_MISMATCH: "producer and worker hold incompatible contract versions",
+    EXIT_CONTRACT_VIOLATION: "the worker refused the arguments or the result broke the contract",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -90,6 +94,18 @@ class TopologyMismatch(CeleryTasksError):
     """RabbitMQ refused a declaration (406 PRECONDITION_FAILED): the queue differs from ours."""
 
     exit_code = EXIT_TOPOLOGY
+
+
+class ContractMismatch(CeleryTasksError):
+    """The producer's contract cannot call the worker's (see fingerprint.py); nothing ran."""
+
+    exit_code = EXIT_CONTRACT_MISMATCH
+
+
+class ContractViolation(CeleryTasksError):
+    """On the worker: arguments, or the implementation's result, do not match the contract."""
+
+    exit_code = EXIT_CONTRACT_VIOLATION
 
 
 class ContractNotImplemented(NotImplementedError):

@@ -1,0 +1,58 @@
+"""Fingerprints are stable; the compatibility rule lets only additive, optional change pass."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from celery_tasks.contract import Contract
+from celery_tasks.fingerprint import describe_contract, fingerprint, incompatibility
+from celery_tasks.tasks import CONTRACTS, DivideTask
+
+
+def make(name: str, run: Any) -> type[Contract]:
+    return type(f"C_{name}_{id(run)}", (Contract,), {"name": name, "run": run})
+
+
+def test_fingerprints_are_stable_and_distinct() -> None:
+    prints = {name: fingerprint(describe_contract(cls)) for name, cls in CONTRACTS.items()}
+    assert prints == {name: fingerprint(describe_contract(cls))
+                      for name, cls in CONTRACTS.items()}
+    assert len(set(prints.values())) == 4 and all(len(p) == 16 for p in prints.values())
+
+
+def test_the_same_contract_is_compatible_with_itself() -> None:
+    d = describe_contract(DivideTask)
+    assert incompatibility(d, copy.deepcopy(d)) is None
+
+
+def base(self: Any, a: float, b: float) -> float: ...
+def added_optional(self: Any, a: float, b: float, digits: int = 3) -> float: ...
+def added_required(self: Any, a: float, b: float, digits: int) -> float: ...
+def retyped(self: Any, a: float, b: int) -> float: ...
+def renamed(self: Any, a: float, c: float) -> float: ...
+def other_return(self: Any, a: float, b: float) -> str: ...
+
+
+@pytest.mark.parametrize(
+    ("producer", "worker", "reason"),
+    [
+        (base, added_optional, None),  # the worker learned an optional parameter first
+        (added_optional, base, "parameter 'digits' is unknown to the worker"),
+        (base, added_required, "the worker requires parameter 'digits'"),
+        (base, retyped, "parameter 2 is b:"),
+        (base, renamed, "parameter 2 is b:"),
+        (base, other_return, "the return types differ"),
+    ],
+)
+def test_the_compatibility_rule(producer: Any, worker: Any, reason: str | None) -> None:
+    p = describe_contract(make("divide", producer))
+    w = describe_contract(make("divide", worker))
+    assert fingerprint(p) != fingerprint(w) or reason is None
+    verdict = incompatibility(p, w)
+    if reason is None:
+        assert verdict is None
+    else:
+        assert verdict is not None and reason in verdict
