@@ -28,12 +28,28 @@ def test_the_same_contract_is_compatible_with_itself() -> None:
     assert incompatibility(d, copy.deepcopy(d)) is None
 
 
-def base(self: Any, a: float, b: float) -> float: ...
-def added_optional(self: Any, a: float, b: float, digits: int = 3) -> float: ...
-def added_required(self: Any, a: float, b: float, digits: int) -> float: ...
-def retyped(self: Any, a: float, b: int) -> float: ...
-def renamed(self: Any, a: float, c: float) -> float: ...
-def other_return(self: Any, a: float, b: float) -> str: ...
+def base(self: Any, a: float, b: float) -> float:
+    raise NotImplementedError
+
+
+def added_optional(self: Any, a: float, b: float, digits: int = 3) -> float:
+    raise NotImplementedError
+
+
+def added_required(self: Any, a: float, b: float, digits: int) -> float:
+    raise NotImplementedError
+
+
+def retyped(self: Any, a: float, b: int) -> float:
+    raise NotImplementedError
+
+
+def renamed(self: Any, a: float, c: float) -> float:
+    raise NotImplementedError
+
+
+def other_return(self: Any, a: float, b: float) -> str:
+    raise NotImplementedError
 
 
 @pytest.mark.parametrize(
