@@ -25,6 +25,7 @@ from celery_tasks.errors import (
     EXIT_TOPOLOGY,
     EXIT_UNKNOWN_TASK,
     EXIT_USAGE,
+    REMOTE_ERRORS,
     ConfigError,
     TaskFailed,
     TaskTimeout,
@@ -34,7 +35,7 @@ from celery_tasks.settings import Settings
 from celery_tasks.tasks import CONTRACTS
 from celery_tasks.topology import declare_topology
 
-from .client import REMOTE_ERRORS, BatchReport, Outcome, send, send_many
+from .client import BatchReport, Outcome, send, send_many
 from .progress import ProgressBar
 
 DEFAULT_TIMEOUT = 60.0

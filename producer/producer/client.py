@@ -12,23 +12,9 @@ from celery.result import AsyncResult, ResultSet
 from kombu.exceptions import OperationalError
 
 from celery_tasks.contract import check_call
-from celery_tasks.errors import (
-    BrokerUnreachable,
-    CeleryTasksError,
-    ContractMismatch,
-    ContractViolation,
-    TaskFailed,
-    TaskTimeout,
-    UnknownTask,
-)
+from celery_tasks.errors import REMOTE_ERRORS, BrokerUnreachable, TaskFailed, TaskTimeout
 
 Call = tuple[Sequence[Any], Mapping[str, Any]]
-#: Remote errors with exit codes of their own; any other is TaskFailed (exit 1).
-REMOTE_ERRORS: dict[str, type[CeleryTasksError]] = {
-    "ContractMismatch": ContractMismatch,
-    "ContractViolation": ContractViolation,
-    "NotRegistered": UnknownTask,
-}
 
 
 @dataclass(frozen=True)

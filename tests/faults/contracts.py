@@ -102,3 +102,22 @@ class SlowWorker(SlowTask):
 IMPLEMENTATIONS: dict[str, type[Contract]] = {
     cls.name: cls for cls in (FlakyWorker, FailWorker, CrashWorker, SlowWorker)
 }
+
+
+class BadReturnTask(Contract):
+    """Promises an int."""
+
+    name = "faults_bad_return"
+
+    def run(self, x: int) -> int:
+        raise not_implemented(type(self))
+
+
+class BadReturnWorker(BadReturnTask):
+    """A faulty implementation: returns text where the contract promises an int."""
+
+    def run(self, x: int) -> int:
+        return str(x)  # type: ignore[return-value]  # the fault under test
+
+
+IMPLEMENTATIONS[BadReturnWorker.name] = BadReturnWorker
