@@ -110,3 +110,12 @@ class ContractViolation(CeleryTasksError):
 
 class ContractNotImplemented(NotImplementedError):
     """Raised by a contract stub's ``run``: stubs describe work, workers do it."""
+
+
+#: Errors raised on a worker that keep their own exit code when they reach the producer,
+#: by the name the result carries; any other remote error is TaskFailed.
+REMOTE_ERRORS: dict[str, type[CeleryTasksError]] = {
+    "ContractMismatch": ContractMismatch,
+    "ContractViolation": ContractViolation,
+    "NotRegistered": UnknownTask,
+}

@@ -1,0 +1,86 @@
+"""A typed producer API: a contract as a function that mypy checks.
+
+    from celery_tasks.remote import remote
+    from celery_tasks.tasks import MagicCeleryTask
+
+    magic = remote(MagicCeleryTask.run)
+    total: int = magic(1, 2, 3)            # sends, waits, returns 6
+    pending = magic.send(1, 2, 3)          # sends; pending.get() -> int later
+    magic(1, 2, "3")                       # mypy: incompatible type "str"; expected "int"
+
+Calls are also checked at run time before anything is published, like `delay()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+from .contract import Contract
+from .errors import REMOTE_ERRORS, TaskFailed, TaskTimeout
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+
+class Pending(Generic[R]):
+    """A task sent through `Remote.send`; `get()` waits for its typed result."""
+
+    def __init__(self, result: Any, name: str, timeout: float | None) -> None:
+        self.result, self.name, self.timeout = result, name, timeout
+
+    @property
+    def id(self) -> str:
+        return str(self.result.id)
+
+    def get(self, timeout: float | None = None) -> R:
+        """The result; the task's error as TaskFailed (or a contract error); TaskTimeout."""
+        wait = self.timeout if timeout is None else timeout
+        try:
+            value = self.result.get(timeout=wait, propagate=False, interval=0.05)
+        except CeleryTimeoutError:
+            raise TaskTimeout(f"no result for {self.name}[{self.id}] within {wait} s") from None
+        if self.result.state != "SUCCESS":
+            kind = type(value).__name__
+            error = REMOTE_ERRORS.get(kind, TaskFailed)
+            raise error(f"task {self.name}[{self.id}] raised {kind}: {value}")
+        return value
+
+
+class Remote(Generic[P, R]):
+    """A contract bound to its own Celery app, callable with the contract's signature."""
+
+    def __init__(self, contract: type[Contract], timeout: float | None) -> None:
+        from .utils import create_worker_from  # imports the Celery settings
+
+        _, self.task = create_worker_from(contract.contract)
+        self.timeout = timeout
+
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> Pending[R]:
+        """Publish one call (checked against the contract first) without waiting."""
+        return Pending(self.task.apply_async(args, kwargs), self.task.name, self.timeout)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Publish one call and wait for its result."""
+        return self.send(*args, **kwargs).get()
+
+
+def remote(run: Callable[Concatenate[Any, P], R], *, timeout: float | None = 60.0
+           ) -> Remote[P, R]:
+    """`remote(Contract.run)`: the contract as a typed function (see the module docstring)."""
+    for cls in _contracts():
+        if cls.__dict__.get("run") is run:
+            return Remote(cls, timeout)
+    raise TypeError(f"{run!r} is not the run() of a celery_tasks contract")
+
+
+def _contracts() -> list[type[Contract]]:
+    found, todo = [], list(Contract.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
