@@ -85,7 +85,9 @@ export: ## write the three standalone repos (bare) to DEST=folder
 	bash scripts/make-env.sh
 
 up: init .env ## build the images, start RabbitMQ and one worker per queue, wait until healthy
-	$(COMPOSE) --profile tools build
+	CONSUMER_CELERY_TASKS_COMMIT=$$(git -C consumer/celery_tasks rev-parse --short=12 HEAD) \
+	PRODUCER_CELERY_TASKS_COMMIT=$$(git -C producer/celery_tasks rev-parse --short=12 HEAD) \
+		$(COMPOSE) --profile tools build
 	$(COMPOSE) up -d --remove-orphans
 	COMPOSE="$(COMPOSE)" bash scripts/compose-wait.sh
 
