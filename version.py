@@ -17,7 +17,7 @@ def pinned_commit() -> str:
     the parent repository pinned.
     """
     stamp = HERE / "COMMIT"
-    if stamp.is_file() and stamp.read_text().strip():
+    if stamp.is_file() and stamp.read_text().strip() not in {"", "unknown"}:
         return stamp.read_text().strip()[:12]
     try:
         out = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short=12", "HEAD"],
