@@ -24,7 +24,7 @@ from celery_tasks.errors import (
 )
 from celery_tasks.settings import Settings
 
-from .implementations import IMPLEMENTATIONS
+from .implementations import IMPLEMENTATIONS, WorkerDefaults
 
 EXAMPLES = """examples:
   python -m consumer unique_magic_task
@@ -44,9 +44,10 @@ class WorkerArgs:
     task: str | None
     concurrency: int | None
     loglevel: str
-    pool: str
+    pool: str | None
     list_tasks: bool
     health: bool = False
+    prefetch_multiplier: int | None = None
 
     @classmethod
     def from_cli(cls, argv: list[str] | None = None) -> WorkerArgs:
@@ -66,7 +67,11 @@ class WorkerArgs:
             "--concurrency", type=positive_int, help="pool size (default: number of CPUs)"
         )
         parser.add_argument("--loglevel", default="info", type=str.lower, choices=LOGLEVELS)
-        parser.add_argument("--pool", default="prefork", choices=POOLS)
+        parser.add_argument("--pool", choices=POOLS,
+                            help="worker pool (default: the implementation's, see --list)")
+        parser.add_argument("--prefetch-multiplier", type=positive_int,
+                            help="unacknowledged messages per pool slot (default: the "
+                            "implementation's; late acknowledgement keeps any value safe)")
         parser.add_argument("--list", dest="list_tasks", action="store_true",
                             help="list the tasks this consumer implements and exit")
         parser.add_argument("--health", action="store_true",
@@ -75,14 +80,23 @@ class WorkerArgs:
         ns = parser.parse_args(argv)
         if not (ns.list_tasks or ns.health) and not ns.task:
             parser.error("the task name is required")
-        return cls(ns.task, ns.concurrency, ns.loglevel, ns.pool, ns.list_tasks, ns.health)
+        return cls(ns.task, ns.concurrency, ns.loglevel, ns.pool, ns.list_tasks, ns.health,
+                   ns.prefetch_multiplier)
+
+
+def defaults_of(impl: type) -> type[WorkerDefaults]:
+    """The pool, concurrency and prefetch an implementation runs with unless told otherwise."""
+    return impl if issubclass(impl, WorkerDefaults) else WorkerDefaults
 
 
 def main(argv: list[str] | None = None) -> int:
     args = WorkerArgs.from_cli(argv)
     if args.list_tasks:
         for name, cls in IMPLEMENTATIONS.items():
-            print(f"{describe(cls)}  queue={name}  implementation={cls.__qualname__}")
+            run = defaults_of(cls)
+            print(f"{describe(cls)}  queue={name}  implementation={cls.__qualname__}  "
+                  f"pool={run.pool} concurrency={run.concurrency or 'cpus'} "
+                  f"prefetch={run.prefetch_multiplier}")
         return EXIT_OK
     from celery_tasks.rabbitmq_config import SETTINGS  # reads the settings, once
 
@@ -100,16 +114,19 @@ def main(argv: list[str] | None = None) -> int:
 
     app, _ = create_worker_from(impl)
     wait_for_broker(app, SETTINGS)
+    defaults = defaults_of(impl)
     argv_worker = [
         "worker",
         f"--loglevel={args.loglevel}",
-        f"--pool={args.pool}",
+        f"--pool={args.pool or defaults.pool}",
+        f"--prefetch-multiplier={args.prefetch_multiplier or defaults.prefetch_multiplier}",
         f"--hostname={args.task}.{os.getpid()}@%h",
         "--without-gossip",
         "--without-mingle",
     ]
-    if args.concurrency:
-        argv_worker.append(f"--concurrency={args.concurrency}")
+    concurrency = args.concurrency or defaults.concurrency
+    if concurrency:
+        argv_worker.append(f"--concurrency={concurrency}")
     app.worker_main(argv_worker)
     return EXIT_OK
 

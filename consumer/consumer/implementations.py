@@ -4,22 +4,38 @@ from __future__ import annotations
 
 import math
 import time
+from typing import ClassVar
 
 from celery_tasks.contract import Contract
 from celery_tasks.tasks import CountPrimesTask, DivideTask, MagicCeleryTask, SleepEchoTask
 
 
-class MagicWorker(MagicCeleryTask):
+class WorkerDefaults:
+    """How a worker runs an implementation by default (python -m consumer can override).
+
+    Tiny tasks run best on threads (no inter-process hop) with a few messages prefetched;
+    CPU-bound ones on processes, one message at a time; slow waits on many threads.
+    Acknowledgement stays late whatever the prefetch, so nothing prefetched is lost.
+    """
+
+    pool: ClassVar[str] = "threads"
+    concurrency: ClassVar[int | None] = 4
+    prefetch_multiplier: ClassVar[int] = 8
+
+
+class MagicWorker(WorkerDefaults, MagicCeleryTask):
     """The article's worker: the sum of three integers."""
+
 
     def run(self, arg1: int, arg2: int, arg3: int) -> int:
         return arg1 + arg2 + arg3
 
 
-class CountPrimesWorker(CountPrimesTask):
+class CountPrimesWorker(WorkerDefaults, CountPrimesTask):
     """A sieve of Eratosthenes: memory and time grow with `limit`."""
 
     max_limit = 200_000_000  # a bytearray of this size is the most one task may take
+    pool, concurrency, prefetch_multiplier = "prefork", None, 1  # CPU-bound: a process a core
 
     def run(self, limit: int) -> int:
         if limit > self.max_limit:
@@ -34,8 +50,10 @@ class CountPrimesWorker(CountPrimesTask):
         return sum(sieve)
 
 
-class SleepEchoWorker(SleepEchoTask):
+class SleepEchoWorker(WorkerDefaults, SleepEchoTask):
     """Sleeps, then echoes: slow work that holds a pool slot without using the CPU."""
+
+    pool, concurrency, prefetch_multiplier = "threads", 16, 1
 
     def run(self, seconds: float, payload: str) -> str:
         if seconds < 0:
@@ -44,8 +62,9 @@ class SleepEchoWorker(SleepEchoTask):
         return payload
 
 
-class DivideWorker(DivideTask):
+class DivideWorker(WorkerDefaults, DivideTask):
     """Division; b = 0 raises ZeroDivisionError, which the producer receives."""
+
 
     def run(self, a: float, b: float) -> float:
         return a / b

@@ -175,11 +175,15 @@ def _fetch(contract: type[Contract], args: ProducerArgs, settings: Settings) -> 
         raise TaskTimeout(
             f"no result for {task.name}[{args.result_id}] within {args.timeout:g} s"
         ) from None
-    outcome = Outcome.from_state(result.id, result.state, value)
-    if args.json:
-        _print_json({"task": task.name, **outcome.as_json()})
-    value = outcome.unwrap(task.name)
-    if not args.json:
+    return _report(task.name, Outcome.from_state(result.id, result.state, value), args.json)
+
+
+def _report(task_name: str, outcome: Outcome, as_json: bool) -> int:
+    """Print one task's outcome (its result, or JSON); its error becomes the exit code."""
+    if as_json:
+        _print_json({"task": task_name, **outcome.as_json()})
+    value = outcome.unwrap(task_name)
+    if not as_json:
         print(value if isinstance(value, str) else json.dumps(value))
     return EXIT_OK
 
@@ -212,10 +216,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if args.count > 1:
         return _batch(task, call, args)
-    outcome = send(task, *call, timeout=args.timeout)
-    if args.json:
-        _print_json({"task": task.name, **outcome.as_json()})
-    result = outcome.unwrap(task.name)
-    if not args.json:
-        print(result if isinstance(result, str) else json.dumps(result))
-    return EXIT_OK
+    return _report(task.name, send(task, *call, timeout=args.timeout), args.json)

@@ -11,6 +11,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, ResultSet
 from kombu.exceptions import OperationalError
 
+from celery_tasks.batch import send_batch, supports_batch_path
 from celery_tasks.contract import check_call
 from celery_tasks.errors import REMOTE_ERRORS, BrokerUnreachable, TaskFailed, TaskTimeout
 
@@ -141,12 +142,17 @@ def send_many(
     timeout: float | None,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> BatchReport:
-    """Publish every call on one connection, then collect outcomes as they arrive.
+    """Publish every call, then collect outcomes as they arrive.
 
     Every call is checked against the contract before the first is published, so a bad
-    call sends nothing. At the deadline, outcomes still missing stay `None` in the report
-    (`pending_ids`): those tasks are queued and may still run.
+    call sends nothing. On RabbitMQ this is the batch path (celery_tasks.batch: batched
+    publisher confirms, one reply queue); elsewhere (the embedded broker) Celery's own.
+    At the deadline, outcomes still missing stay `None` in the report (`pending_ids`):
+    those tasks are queued and may still run.
     """
+    calls = list(calls)
+    if supports_batch_path(task.app):
+        return _send_batch(task, calls, timeout, on_outcome)
     checked = [check_call(task.contract, args, kwargs) for args, kwargs in calls]
     report = BatchReport(task.name)
     start = time.perf_counter()
@@ -168,3 +174,20 @@ def send_many(
     finally:
         report.elapsed = time.perf_counter() - start
     return report
+
+
+def _send_batch(task: Any, calls: list[Call], timeout: float | None,
+                on_outcome: Callable[[Outcome], None] | None) -> BatchReport:
+    def settled(task_id: str, status: str, value: Any) -> None:
+        if on_outcome is not None:
+            on_outcome(Outcome.from_state(task_id, status, value))
+
+    try:
+        batch = send_batch(task, calls, timeout, settled)
+    except OperationalError as exc:
+        raise _broker_lost(exc) from None
+    outcomes: list[Outcome | None] = [
+        None if o is None else Outcome.from_state(task_id, *o)
+        for task_id, o in zip(batch.task_ids, batch.outcomes, strict=True)
+    ]
+    return BatchReport(task.name, batch.task_ids, outcomes, batch.elapsed)
