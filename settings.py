@@ -147,10 +147,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     the path in CELERY_TASKS_ENV_FILE.
     """
     env = dict(os.environ if environ is None else environ)
-    env_file = Path(env.get(ENV_FILE_VARIABLE) or ".env")
-    if env.get(ENV_FILE_VARIABLE) and not env_file.is_file():
-        raise ConfigError(f"{ENV_FILE_VARIABLE} names {env_file}, which is not a file")
-    merged = {**_read_env_file(env_file), **{k: v for k, v in env.items() if v != ""}}
+    named = env.get(ENV_FILE_VARIABLE)
+    if named and not Path(named).is_file():
+        raise ConfigError(f"{ENV_FILE_VARIABLE} names {named}, which is not a file")
+    # Unset: .env in the working directory; set but empty: no file at all.
+    from_file = {} if named == "" else _read_env_file(Path(named or ".env"))
+    merged = {**from_file, **{k: v for k, v in env.items() if v != ""}}
     for alias, name in ALIASES.items():
         if alias in merged and name not in merged:
             merged[name] = merged[alias]

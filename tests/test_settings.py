@@ -129,3 +129,12 @@ def test_tls_switches_the_derived_url_to_amqps_and_verifies_the_server(tmp_path:
 def test_bad_tls_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         load_settings(env)
+
+
+def test_an_empty_env_file_variable_reads_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("RABBITMQ_HOST=filehost\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({"CELERY_TASKS_ENV_FILE": ""}).rabbitmq_host == "localhost"
+    assert load_settings({}).rabbitmq_host == "filehost"

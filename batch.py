@@ -1,0 +1,212 @@
+"""The batch path: many calls of one contract, with batched publisher confirms.
+
+Celery awaits a publisher confirm for every message (celery/celery#9887) and, with
+`rpc://`, redeclares its reply queue on every call. Here a batch is published on one
+channel in confirm mode, with a window of unconfirmed messages that RabbitMQ acknowledges
+in bulk; a message RabbitMQ refuses (nack), or that was unconfirmed when the connection
+dropped, is published again (at-least-once). With `rpc://`, results come back to one
+reply queue declared once per batch; it is durable and expires on its own, so a
+reconnecting producer still finds its results. The messages are ordinary Celery task
+messages, carrying the contract headers: any worker runs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import states
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import ResultSet
+from kombu import Consumer, Exchange, Producer, Queue
+
+from .contract import check_call, contract_headers
+from .errors import BrokerUnreachable
+
+#: Unconfirmed messages allowed in flight before the publisher waits for confirms.
+WINDOW = 2000
+#: How long an unused reply queue lives after its producer left (RabbitMQ x-expires).
+REPLY_QUEUE_TTL_MS = 10 * 60 * 1000
+
+Call = tuple[Sequence[Any], Mapping[str, Any]]
+
+
+@dataclass
+class BatchOutcome:
+    """What became of each call, in order: ('SUCCESS'|'FAILURE', value) or None (pending)."""
+
+    task_ids: list[str]
+    outcomes: list[tuple[str, Any] | None]
+    published_in: float = 0.0
+    republished: int = 0
+    elapsed: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def supports_batch_path(app: Any) -> bool:
+    """The batch path needs RabbitMQ (publisher confirms); other brokers use Celery's."""
+    return str(app.conf.broker_url).startswith(("amqp", "pyamqp"))
+
+
+class _Publisher:
+    """One channel in confirm mode; tracks which messages RabbitMQ has confirmed."""
+
+    def __init__(self, conn: Any) -> None:
+        self.channel = conn.channel()
+        self.channel.confirm_select()
+        self.pending: dict[int, int] = {}  # delivery tag -> call index
+        self.next_tag = 1
+        self.refused: list[int] = []
+        self.channel.events["basic_ack"].add(self._on_ack)
+        self.channel.events["basic_nack"].add(self._on_nack)
+        self.producer = Producer(self.channel, serializer="json")
+
+    def _settle(self, tag: int, multiple: bool) -> list[int]:
+        tags = [t for t in self.pending if t <= tag] if multiple else [tag]
+        return [self.pending.pop(t) for t in tags if t in self.pending]
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
+        self.refused.extend(self._settle(delivery_tag, multiple))
+
+    def publish(self, index: int, body: Any, **kwargs: Any) -> None:
+        self.pending[self.next_tag] = index  # before publishing: the ack may come at once
+        self.next_tag += 1
+        self.producer.publish(body, **kwargs)
+
+
+def send_batch(
+    task: Any,
+    calls: Sequence[Call],
+    timeout: float | None,
+    on_outcome: Callable[[str, str, Any], None] | None = None,
+) -> BatchOutcome:
+    """Publish every call (all checked first), then collect outcomes until `timeout`.
+
+    Raises `BrokerUnreachable` if the broker stays away past the deadline while calls are
+    still unconfirmed; outcomes missing at the deadline stay None.
+    """
+    return _BatchSender(task, calls, timeout, on_outcome).run()
+
+
+class _BatchSender:
+    def __init__(self, task: Any, calls: Sequence[Call], timeout: float | None,
+                 on_outcome: Callable[[str, str, Any], None] | None) -> None:
+        self.task, self.app, self.on_outcome = task, task.app, on_outcome
+        contract = type(task).contract
+        self.checked = [check_call(contract, args, kwargs) for args, kwargs in calls]
+        self.headers = contract_headers(contract)
+        self.rpc = str(self.app.conf.result_backend).startswith("rpc")
+        ids = [str(uuid.uuid4()) for _ in self.checked]
+        self.index = {task_id: i for i, task_id in enumerate(ids)}
+        self.report = BatchOutcome(ids, [None] * len(ids))
+        self.reply = Queue(f"celery_tasks.reply.{uuid.uuid4()}", Exchange(""), durable=True,
+                           auto_delete=False,
+                           queue_arguments={"x-expires": REPLY_QUEUE_TTL_MS,
+                                            "x-queue-type": "classic"})
+        self.queue = self.app.amqp.queues[task.name]
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.unconfirmed = set(range(len(ids)))
+
+    def left(self, cap: float) -> float:
+        """Seconds to the deadline, at most `cap`."""
+        return cap if self.deadline is None else min(cap, self.deadline - time.monotonic())
+
+    def run(self) -> BatchOutcome:
+        start = time.perf_counter()
+        errors = self.app.connection_for_write().connection_errors
+        while True:
+            try:
+                self._round(start)
+                break
+            except errors as exc:
+                self.report.errors.append(f"connection lost: {exc}")
+                if self.left(1.0) <= 0:
+                    if self.unconfirmed:
+                        raise BrokerUnreachable(
+                            f"lost the broker with {len(self.unconfirmed)} calls unconfirmed: "
+                            f"{exc}") from None
+                    break
+                time.sleep(0.5)
+        if not self.rpc:
+            self._collect_from_backend()
+        self.report.elapsed = time.perf_counter() - start
+        return self.report
+
+    def _round(self, start: float) -> None:
+        """Connect, (re)publish what RabbitMQ has not confirmed, collect replies."""
+        # Confirms are collected in bulk here, so py-amqp must not await each one itself.
+        base = self.app.connection_for_write()
+        options = {k: v for k, v in base.transport_options.items() if k != "confirm_publish"}
+        with base.clone(transport_options=options) as conn:
+            conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
+                                   interval_max=2.0, timeout=max(self.left(60.0), 0.1))
+            if self.rpc:
+                Consumer(conn.channel(), [self.reply], callbacks=[self._on_reply],
+                         no_ack=True, accept=["json"]).consume()
+            publisher = _Publisher(conn)
+            if self.report.published_in:  # a later round: these are sent again
+                self.report.republished += len(self.unconfirmed)
+            for i in sorted(self.unconfirmed):
+                self._publish(publisher, i)
+                while len(publisher.pending) >= WINDOW:
+                    self._drain(conn, publisher)
+            while publisher.pending or publisher.refused:
+                for i in publisher.refused:  # nacked by RabbitMQ: send again
+                    self.report.republished += 1
+                    self._publish(publisher, i)
+                publisher.refused = []
+                self._drain(conn, publisher)
+            self.report.published_in = self.report.published_in or time.perf_counter() - start
+            while self.rpc and None in self.report.outcomes and self.left(1.0) > 0:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=max(self.left(1.0), 0.01))
+
+    def _drain(self, conn: Any, publisher: _Publisher) -> None:
+        before = set(publisher.pending.values())
+        conn.drain_events(timeout=max(self.left(10.0), 0.01))
+        self.unconfirmed -= before - set(publisher.pending.values()) - set(publisher.refused)
+
+    def _publish(self, publisher: _Publisher, i: int) -> None:
+        args, kwargs = self.checked[i]
+        task_id = self.report.task_ids[i]
+        hdrs, props, body, _ = self.app.amqp.create_task_message(
+            task_id, self.task.name, args, kwargs,
+            reply_to=self.reply.name if self.rpc else None,
+            time_limit=self.task.time_limit, soft_time_limit=self.task.soft_time_limit)
+        hdrs.update(self.headers)
+        publisher.publish(i, body, exchange=self.queue.exchange.name,
+                          routing_key=self.queue.routing_key, headers=hdrs, delivery_mode=2,
+                          **props)
+
+    def _on_reply(self, body: Any, message: Any) -> None:
+        if not isinstance(body, dict):
+            return
+        task_id, status = body.get("task_id"), body.get("status")
+        if task_id not in self.index or status not in states.READY_STATES:
+            return
+        value = body.get("result")
+        if status != states.SUCCESS:
+            value = self.app.backend.exception_to_python(value)
+        self._settle(str(task_id), str(status), value)
+
+    def _settle(self, task_id: str, status: str, value: Any) -> None:
+        i = self.index[task_id]
+        if self.report.outcomes[i] is None:
+            self.report.outcomes[i] = (status, value)
+            if self.on_outcome is not None:
+                self.on_outcome(task_id, status, value)
+
+    def _collect_from_backend(self) -> None:
+        """A durable result backend: results are read from it, not from a reply queue."""
+        results = [self.task.AsyncResult(task_id) for task_id in self.report.task_ids]
+        with contextlib.suppress(CeleryTimeoutError):
+            for task_id, meta in ResultSet(results).iter_native(
+                    timeout=self.left(3600.0) if self.deadline else None, interval=0.05):
+                self._settle(task_id, meta["status"], meta["result"])
