@@ -1,0 +1,293 @@
+"""`make bench`: this project beside raw py-amqp, bare Celery and Dramatiq, in one run.
+
+Everything runs here, against the local RabbitMQ (vhost `bench`) and Redis, with bounded
+sizes. Prints one table, writes it as JSON under bench/results/ and draws a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+N = int(os.environ.get("BENCH_N", "2000"))
+RTT_SAMPLES = int(os.environ.get("BENCH_RTT", "300"))
+MEMORY_NS = [int(x) for x in os.environ.get("BENCH_MEMORY_NS", "100,1000,10000,100000").split(",")]
+VHOST = "bench"
+BROKER = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+PAYLOAD = [[1, 2, 3], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+
+
+def env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH"}}
+    return {**base, "BENCH_BROKER_URL": BROKER, "BENCH_REDIS_URL": "redis://127.0.0.1:6379/14",
+            "RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_VHOST": VHOST, "RABBITMQ_USER": "guest",
+            "RABBITMQ_PASSWORD": "guest", "CELERY_TASKS_ENV_FILE": "", **extra}
+
+
+@contextmanager
+def worker(argv: list[str], cwd: Path, ready: str, **extra: str) -> Iterator[None]:
+    """A worker process, logging to a temporary file, stopped at the end."""
+    log = RESULTS / f".worker-{time.monotonic_ns()}.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env(**extra), stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while ready not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{argv} did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        time.sleep(0.3)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.unlink(missing_ok=True)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50_ms": 1000 * statistics.median(ordered),
+            "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]}
+
+
+def timed_rtt(call: Callable[[], Any]) -> dict[str, float]:
+    for _ in range(20):  # warm up
+        call()
+    samples = []
+    for _ in range(RTT_SAMPLES):
+        t = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t)
+    return percentiles(samples)
+
+
+def raw_amqp() -> dict[str, Any]:
+    """py-amqp alone: the limit for a Python client on this machine."""
+    import amqp
+
+    body = json.dumps(PAYLOAD).encode()
+    with amqp.Connection("127.0.0.1:5672", virtual_host=VHOST) as conn:
+        ch = conn.channel()
+        ch.queue_declare("bench_raw", durable=True, auto_delete=False)
+        ch.queue_purge("bench_raw")
+        t = time.perf_counter()
+        for _ in range(N):
+            ch.basic_publish(amqp.Message(body, delivery_mode=2,
+                                          content_type="application/json"),
+                             exchange="", routing_key="bench_raw")
+        plain = N / (time.perf_counter() - t)
+        confirm = conn.channel()
+        confirm.confirm_select()
+        acked = [0]
+        confirm.events["basic_ack"].add(lambda tag, multiple: acked.__setitem__(0, tag))
+        t = time.perf_counter()
+        for _ in range(N):
+            confirm.basic_publish(amqp.Message(body, delivery_mode=2,
+                                               content_type="application/json"),
+                                  exchange="", routing_key="bench_raw")
+        while acked[0] < N:
+            conn.drain_events(timeout=10)
+        confirmed = N / (time.perf_counter() - t)
+        got = [0]
+
+        def on_message(message: Any) -> None:
+            got[0] += 1
+            message.channel.basic_ack(message.delivery_tag)
+
+        ch.basic_qos(0, 100, False)
+        tag = ch.basic_consume("bench_raw", callback=on_message)
+        t = time.perf_counter()
+        while got[0] < 2 * N:
+            conn.drain_events(timeout=10)
+        consumed = 2 * N / (time.perf_counter() - t)
+        ch.basic_cancel(tag)
+        ch.queue_delete("bench_raw")
+    return {"name": "raw py-amqp", "publish_per_s": plain, "publish_confirmed_per_s": confirmed,
+            "consume_ack_per_s": consumed}
+
+
+def bare_celery(settings: str) -> dict[str, Any]:
+    os.environ.update(env(BENCH_SETTINGS=settings))
+    sys.modules.pop("bench.bare_celery", None)
+    from celery.result import ResultSet
+
+    from bench import bare_celery as bare
+
+    argv = [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-P", "threads",
+            "-c", "4", "--without-gossip", "--without-mingle", "-Q", "bench_bare",
+            "--loglevel", "info"]
+    with worker(argv, ROOT, " ready.", BENCH_SETTINGS=settings):
+        rtt = timed_rtt(lambda: bare.add.delay(1, 2, 3).get(timeout=30))
+        t = time.perf_counter()
+        results = [bare.add.delay(1, 2, i) for i in range(N)]
+        published = time.perf_counter() - t
+        ResultSet(results).join_native(timeout=300)
+        e2e = time.perf_counter() - t
+    bare.app.close()
+    return {"name": f"bare Celery ({settings} settings)", "publish_per_s": N / published,
+            "e2e_per_s": N / e2e, **rtt}
+
+
+def dramatiq_peer() -> dict[str, Any]:
+    os.environ.update(env())
+    from bench import dramatiq_app
+
+    argv = [sys.executable, "-m", "dramatiq", "bench.dramatiq_app", "--processes", "1",
+            "--threads", "4", "--queues", "bench_dramatiq"]
+    with worker(argv, ROOT, "is ready for action"):
+        rtt = timed_rtt(lambda: dramatiq_app.add.send(1, 2, 3).get_result(block=True,
+                                                                            timeout=30_000))
+        t = time.perf_counter()
+        messages = [dramatiq_app.add.send(1, 2, i) for i in range(N)]
+        published = time.perf_counter() - t
+        for message in messages:
+            message.get_result(block=True, timeout=300_000)
+        e2e = time.perf_counter() - t
+    return {"name": "Dramatiq (RabbitMQ, Redis results)", "publish_per_s": N / published,
+            "e2e_per_s": N / e2e, **rtt}
+
+
+def ours(workers: int = 1) -> dict[str, Any]:
+    os.environ.update(env())
+    from celery.result import ResultSet
+
+    from celery_tasks.batch import send_batch
+    from celery_tasks.remote import remote
+    from celery_tasks.tasks import MagicCeleryTask
+    from celery_tasks.utils import create_worker_from
+
+    _, task = create_worker_from(MagicCeleryTask)
+    magic = remote(MagicCeleryTask.run)
+    argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
+    with contextlib_exitstack() as stack:
+        for _ in range(workers):
+            stack.enter_context(worker(argv, ROOT / "consumer", " ready."))
+        row: dict[str, Any] = {"name": "this project", "workers": workers}
+        if workers == 1:
+            row |= timed_rtt(lambda: magic(1, 2, 3))
+            t = time.perf_counter()
+            results = [task.delay(1, 2, i) for i in range(N)]
+            published = time.perf_counter() - t
+            ResultSet(results).join_native(timeout=300)
+            row |= {"pipelined_publish_per_s": N / published,
+                    "pipelined_e2e_per_s": N / (time.perf_counter() - t)}
+        batch = send_batch(task, [((1, 2, i), {}) for i in range(N)], 300)
+        assert all(o is not None and o[0] == "SUCCESS" for o in batch.outcomes)
+        row |= {"publish_per_s": N / batch.published_in, "e2e_per_s": N / batch.elapsed}
+    return row
+
+
+def contextlib_exitstack() -> Any:
+    import contextlib
+
+    return contextlib.ExitStack()
+
+
+def memory_curve() -> list[dict[str, Any]]:
+    rows = []
+    argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
+    with worker(argv, ROOT / "consumer", " ready."), worker(argv, ROOT / "consumer", " ready."):
+        for n in MEMORY_NS:
+            out = subprocess.run([sys.executable, "-m", "bench.memory", str(n)], cwd=ROOT,
+                                 env=env(), capture_output=True, text=True, timeout=900)
+            rows.append(json.loads(out.stdout) if out.returncode == 0 else
+                        {"n": n, "error": out.stderr.strip().splitlines()[-1:]})
+    return rows
+
+
+def prepare() -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for args in (["add_vhost", VHOST], ["set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"]):
+        subprocess.run(["rabbitmqctl", *args], capture_output=True, timeout=60)
+
+
+def main() -> int:
+    prepare()
+    started = time.time()
+    rows = [raw_amqp(), bare_celery("article"), bare_celery("reliable"), dramatiq_peer(),
+            ours(1)]
+    scale = [ours(k) for k in (1, 2, 4)]
+    memory = memory_curve()
+    baseline = rows[2]["e2e_per_s"]
+    for row in rows:
+        if "e2e_per_s" in row:
+            row["ratio_e2e_vs_bare_reliable"] = row["e2e_per_s"] / baseline
+    report = {"machine": machine(), "n": N, "rtt_samples": RTT_SAMPLES, "rows": rows,
+              "scale": [{"workers": r["workers"], "e2e_per_s": r["e2e_per_s"]} for r in scale],
+              "memory": memory, "seconds": time.time() - started}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in (RESULTS / f"bench-{stamp}.json", RESULTS / "latest.json"):
+        path.write_text(json.dumps(report, indent=2))
+    print(table(report))
+    plot(report, RESULTS / "latest.png")
+    return 0
+
+
+def machine() -> dict[str, Any]:
+    rabbit = subprocess.run(["rabbitmqctl", "version"], capture_output=True, text=True,
+                            timeout=60).stdout.strip()
+    return {"cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "rabbitmq": rabbit,
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
+
+
+def table(report: dict[str, Any]) -> str:
+    def f(row: dict[str, Any], key: str, fmt: str = "{:,.0f}") -> str:
+        return fmt.format(row[key]) if key in row else "-"
+
+    lines = [f"{'':38} {'publish/s':>10} {'e2e/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs bare':>8}"]
+    for row in report["rows"]:
+        lines.append(f"{row['name']:38} {f(row, 'publish_per_s'):>10} {f(row, 'e2e_per_s'):>8} "
+                     f"{f(row, 'p50_ms', '{:.2f}'):>7} {f(row, 'p99_ms', '{:.2f}'):>7} "
+                     f"{f(row, 'ratio_e2e_vs_bare_reliable', '{:.2f}x'):>8}")
+    raw = report["rows"][0]
+    lines.append(f"raw py-amqp: {raw['publish_confirmed_per_s']:,.0f}/s with batched confirms, "
+                 f"{raw['consume_ack_per_s']:,.0f}/s consume+ack")
+    ours_row = report["rows"][-1]
+    lines.append(f"this project, delay() pipelined: {ours_row['pipelined_publish_per_s']:,.0f} "
+                 f"publish/s, {ours_row['pipelined_e2e_per_s']:,.0f} e2e/s")
+    lines.append("scale (worker processes -> e2e/s): " + ", ".join(
+        f"{s['workers']} -> {s['e2e_per_s']:,.0f}" for s in report["scale"]))
+    lines.append("producer memory (N -> peak RSS MiB): " + ", ".join(
+        f"{m['n']:,} -> {m.get('peak_rss_mib', float('nan')):.0f}" for m in report["memory"]))
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    rows = [r for r in report["rows"] if "e2e_per_s" in r]
+    left.barh([r["name"] for r in rows], [r["e2e_per_s"] for r in rows], color="#4a7ab5")
+    left.set_xlabel("end-to-end tasks/s (publish to every result back)")
+    left.set_title(f"N = {report['n']}, {report['machine']['cpus']} cores")
+    mem = [m for m in report["memory"] if "peak_rss_mib" in m]
+    right.plot([m["n"] for m in mem], [m["peak_rss_mib"] for m in mem], marker="o")
+    right.set_xscale("log")
+    right.set_xlabel("tasks in one batch")
+    right.set_ylabel("producer peak RSS (MiB)")
+    right.set_title("producer memory")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
