@@ -13,16 +13,18 @@ messages, carrying the contract headers: any worker runs them.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import amqp
 from celery import states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import ResultSet
-from kombu import Consumer, Exchange, Producer, Queue
+from kombu import Consumer, Exchange, Queue
 
 from .contract import check_call, contract_headers
 from .errors import BrokerUnreachable
@@ -63,7 +65,6 @@ class _Publisher:
         self.refused: list[int] = []
         self.channel.events["basic_ack"].add(self._on_ack)
         self.channel.events["basic_nack"].add(self._on_nack)
-        self.producer = Producer(self.channel, serializer="json")
 
     def _settle(self, tag: int, multiple: bool) -> list[int]:
         tags = [t for t in self.pending if t <= tag] if multiple else [tag]
@@ -75,10 +76,10 @@ class _Publisher:
     def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
         self.refused.extend(self._settle(delivery_tag, multiple))
 
-    def publish(self, index: int, body: Any, **kwargs: Any) -> None:
+    def publish(self, index: int, message: amqp.Message, exchange: str, routing_key: str) -> None:
         self.pending[self.next_tag] = index  # before publishing: the ack may come at once
         self.next_tag += 1
-        self.producer.publish(body, **kwargs)
+        self.channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
 
 
 def send_batch(
@@ -113,6 +114,12 @@ class _BatchSender:
         self.queue = self.app.amqp.queues[task.name]
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.unconfirmed = set(range(len(ids)))
+        # Celery builds one message; the batch reuses its headers and embedded options.
+        template, props, (_, _, self.embed), _ = self.app.amqp.create_task_message(
+            "template", task.name, (), {}, reply_to=self.reply.name if self.rpc else None,
+            time_limit=task.time_limit, soft_time_limit=task.soft_time_limit)
+        self.template = {**template, **self.headers}
+        self.reply_to = props.get("reply_to") or ""
 
     def left(self, cap: float) -> float:
         """Seconds to the deadline, at most `cap`."""
@@ -174,16 +181,16 @@ class _BatchSender:
         self.unconfirmed -= before - set(publisher.pending.values()) - set(publisher.refused)
 
     def _publish(self, publisher: _Publisher, i: int) -> None:
+        """One Celery protocol-2 task message, built from a template made by Celery once."""
         args, kwargs = self.checked[i]
         task_id = self.report.task_ids[i]
-        hdrs, props, body, _ = self.app.amqp.create_task_message(
-            task_id, self.task.name, args, kwargs,
-            reply_to=self.reply.name if self.rpc else None,
-            time_limit=self.task.time_limit, soft_time_limit=self.task.soft_time_limit)
-        hdrs.update(self.headers)
-        publisher.publish(i, body, exchange=self.queue.exchange.name,
-                          routing_key=self.queue.routing_key, headers=hdrs, delivery_mode=2,
-                          **props)
+        headers = dict(self.template, id=task_id, root_id=task_id,
+                       argsrepr=repr(args)[:1024], kwargsrepr=repr(kwargs)[:1024])
+        body = json.dumps((args, kwargs, self.embed), separators=(",", ":"))
+        message = amqp.Message(body, content_type="application/json", content_encoding="utf-8",
+                               application_headers=headers, delivery_mode=2, priority=0,
+                               correlation_id=task_id, reply_to=self.reply_to)
+        publisher.publish(i, message, self.queue.exchange.name, self.queue.routing_key)
 
     def _on_reply(self, body: Any, message: Any) -> None:
         if not isinstance(body, dict):

@@ -68,6 +68,9 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 
 # Results and time.
 result_expires = 3600
+# rpc:// results are persistent messages: in the batch path's durable reply queue they
+# survive a broker restart.
+result_persistent = True
 result_extended = True
 task_track_started = False
 enable_utc = True

@@ -203,20 +203,46 @@ def check_call(
     return checked
 
 
-def contract_headers(cls: type[Contract]) -> dict[str, Any]:
-    """The headers every message of this contract carries."""
-    description = describe_contract(cls)
-    return {"contract": description, "contract_fingerprint": fingerprint(description),
-            "contract_commit": pinned_commit()}
+_HEADERS: dict[type[Contract], dict[str, str]] = {}
+
+
+def contract_headers(cls: type[Contract]) -> dict[str, str]:
+    """The headers every message of this contract carries (computed once per contract).
+
+    The description travels as compact JSON text: an AMQP table of nested schemas would
+    cost more to encode than the rest of the message.
+    """
+    contract = cls.contract
+    if contract not in _HEADERS:
+        description = describe_contract(contract)
+        _HEADERS[contract] = {
+            "contract": json.dumps(description, sort_keys=True, separators=(",", ":")),
+            "contract_fingerprint": fingerprint(description),
+            "contract_commit": pinned_commit(),
+        }
+    return _HEADERS[contract]
+
+
+@cache
+def _parse_description(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def check_sender(cls: type[Contract], request: Any) -> None:
     """Raise `ContractMismatch` if the message's contract cannot call this worker's."""
     sent = request.get("contract")
-    if not isinstance(sent, dict):  # celery call, send_task, another language: args decide
+    if not isinstance(sent, str):  # celery call, send_task, another language: args decide
         return
+    mine_headers = contract_headers(cls)
+    if request.get("contract_fingerprint") == mine_headers["contract_fingerprint"]:
+        return  # the same contract: nothing to compare
+    sent_description = _parse_description(sent)
     mine = describe_contract(cls)
-    reason = incompatibility(sent, mine)
+    reason = ("the contract header is not valid JSON" if not isinstance(sent_description, dict)
+              else incompatibility(sent_description, mine))
     if reason is not None:
         raise ContractMismatch(
             f"{cls.name}: the producer's contract {request.get('contract_fingerprint')} "
