@@ -18,7 +18,8 @@ ENGINE_DIR ?= /var/tmp/celery-tasks-engine
 TTY_FLAG := $(shell [ -t 0 ] || echo -T)
 
 .PHONY: help install init demo worker produce-local test test-parts test-harness lint vendor \
-	check-vendor check-contracts export clean up down logs ps produce engine engine-stop faults
+	check-vendor check-contracts export clean up down logs ps produce engine engine-stop faults \
+	bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +55,10 @@ test-parts: install ## each repo's own tests, from its own folder
 test-harness: install ## producer and consumer together against the real RabbitMQ
 	$(PY) -m pytest -q tests --ignore=tests/faults
 	@$(MAKE) --no-print-directory faults
+
+bench: install ## throughput and latency beside raw py-amqp, bare Celery and Dramatiq
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) -m bench
 
 faults: install ## the fault tests alone, with their table of tasks sent, completed, lost
 	$(PY) -m pytest -q tests/faults
