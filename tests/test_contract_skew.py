@@ -98,3 +98,21 @@ def test_a_compatible_change_runs(
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 1
     assert "skew: divide:" in check.stdout and ": compatible" in check.stdout
+
+
+def test_a_result_that_breaks_the_contract_is_exit_12_for_the_producer_script(
+    tmp_path: Path, broker: Broker, broker_env: dict[str, str],
+    start_clone_worker: Callable[[Path], Worker],
+) -> None:
+    clone = tmp_path / "clone"
+    git("clone", "--quiet", str(ROOT), str(clone), cwd=tmp_path)
+    git("-c", "protocol.file.allow=always", "submodule", "update", "--init", cwd=clone)
+    impls = clone / "consumer" / "consumer" / "implementations.py"
+    impls.write_text(impls.read_text().replace(IMPL, IMPL.replace("return a / b",
+                                                                   "return str(a / b)")))
+    start_clone_worker(clone)  # a faulty implementation: the signature is right, the value not
+    out = produce(clone, broker_env, "divide", "1", "2")
+    assert out.returncode == 12, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "ContractViolation" in line and "returned str '0.5', not float" in line
+    assert wait_for_depth(broker, "divide.dead", 1) == 1
