@@ -214,6 +214,12 @@ class _BatchSender:
         """A durable result backend: results are read from it, not from a reply queue."""
         results = [self.task.AsyncResult(task_id) for task_id in self.report.task_ids]
         with contextlib.suppress(CeleryTimeoutError):
-            for task_id, meta in ResultSet(results).iter_native(
-                    timeout=self.left(3600.0) if self.deadline else None, interval=0.05):
-                self._settle(task_id, meta["status"], meta["result"])
+            if results and results[0].backend.supports_native_join:
+                for task_id, meta in ResultSet(results).iter_native(
+                        timeout=self.left(3600.0) if self.deadline else None, interval=0.05):
+                    self._settle(task_id, meta["status"], meta["result"])
+                return
+            for result in results:  # e.g. the database backend: one result at a time
+                value = result.get(timeout=max(self.left(3600.0), 0.01) if self.deadline
+                                   else None, propagate=False, interval=0.05)
+                self._settle(result.id, result.state, value)
