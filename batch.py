@@ -16,6 +16,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from kombu import Consumer, Exchange, Queue
 
 from .contract import check_call, contract_headers
 from .errors import BrokerUnreachable
+from .topology import declare_topology
 
 #: Unconfirmed messages allowed in flight before the publisher waits for confirms.
 WINDOW = 2000
@@ -55,29 +57,43 @@ def supports_batch_path(app: Any) -> bool:
 
 
 class _Publisher:
-    """One channel in confirm mode; tracks which messages RabbitMQ has confirmed."""
+    """One channel in confirm mode; tracks which messages RabbitMQ has confirmed.
 
-    def __init__(self, conn: Any) -> None:
+    Delivery tags grow by one per message, so confirms settle from the front of a queue:
+    each message is settled once, whatever the window size.
+    """
+
+    def __init__(self, conn: Any, confirmed: set[int]) -> None:
         self.channel = conn.channel()
         self.channel.confirm_select()
         self.pending: dict[int, int] = {}  # delivery tag -> call index
+        self.order: deque[int] = deque()  # delivery tags in publish order
         self.next_tag = 1
         self.refused: list[int] = []
+        self.confirmed = confirmed  # the batch's set of unconfirmed calls, emptied here
         self.channel.events["basic_ack"].add(self._on_ack)
         self.channel.events["basic_nack"].add(self._on_nack)
 
     def _settle(self, tag: int, multiple: bool) -> list[int]:
-        tags = [t for t in self.pending if t <= tag] if multiple else [tag]
-        return [self.pending.pop(t) for t in tags if t in self.pending]
+        if not multiple:
+            return [self.pending.pop(tag)] if tag in self.pending else []
+        settled = []
+        while self.order and self.order[0] <= tag:
+            index = self.pending.pop(self.order.popleft(), None)
+            if index is not None:
+                settled.append(index)
+        return settled
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._settle(delivery_tag, multiple)
+        self.confirmed.difference_update(self._settle(delivery_tag, multiple))
 
     def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
         self.refused.extend(self._settle(delivery_tag, multiple))
 
     def publish(self, index: int, message: amqp.Message, exchange: str, routing_key: str) -> None:
-        self.pending[self.next_tag] = index  # before publishing: the ack may come at once
+        tag = self.next_tag
+        self.pending[tag] = index  # before publishing: the ack may come at once
+        self.order.append(tag)
         self.next_tag += 1
         self.channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
 
@@ -96,9 +112,14 @@ def send_batch(
     return _BatchSender(task, calls, timeout, on_outcome).run()
 
 
+class _Deadline(Exception):
+    """The batch's deadline passed while RabbitMQ had not confirmed every call."""
+
+
 class _BatchSender:
     def __init__(self, task: Any, calls: Sequence[Call], timeout: float | None,
                  on_outcome: Callable[[str, str, Any], None] | None) -> None:
+        self.started = time.perf_counter()  # rates count the checks too
         self.task, self.app, self.on_outcome = task, task.app, on_outcome
         contract = type(task).contract
         self.checked = [check_call(contract, args, kwargs) for args, kwargs in calls]
@@ -107,6 +128,7 @@ class _BatchSender:
         ids = [str(uuid.uuid4()) for _ in self.checked]
         self.index = {task_id: i for i, task_id in enumerate(ids)}
         self.report = BatchOutcome(ids, [None] * len(ids))
+        self.outstanding = len(ids)
         self.reply = Queue(f"celery_tasks.reply.{uuid.uuid4()}", Exchange(""), durable=True,
                            auto_delete=False,
                            queue_arguments={"x-expires": REPLY_QUEUE_TTL_MS,
@@ -126,11 +148,15 @@ class _BatchSender:
         return cap if self.deadline is None else min(cap, self.deadline - time.monotonic())
 
     def run(self) -> BatchOutcome:
-        start = time.perf_counter()
+        start = self.started
         errors = self.app.connection_for_write().connection_errors
         while True:
             try:
                 self._round(start)
+                break
+            except _Deadline:
+                self.report.errors.append(
+                    f"{len(self.unconfirmed)} calls not confirmed by RabbitMQ by the deadline")
                 break
             except errors as exc:
                 self.report.errors.append(f"connection lost: {exc}")
@@ -154,10 +180,11 @@ class _BatchSender:
         with base.clone(transport_options=options) as conn:
             conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
                                    interval_max=2.0, timeout=max(self.left(60.0), 0.1))
+            declare_topology(self.app, [self.task.name], conn)  # a producer may come first
             if self.rpc:
                 Consumer(conn.channel(), [self.reply], callbacks=[self._on_reply],
                          no_ack=True, accept=["json"]).consume()
-            publisher = _Publisher(conn)
+            publisher = _Publisher(conn, self.unconfirmed)
             if self.report.published_in:  # a later round: these are sent again
                 self.report.republished += len(self.unconfirmed)
             for i in sorted(self.unconfirmed):
@@ -171,14 +198,17 @@ class _BatchSender:
                 publisher.refused = []
                 self._drain(conn, publisher)
             self.report.published_in = self.report.published_in or time.perf_counter() - start
-            while self.rpc and None in self.report.outcomes and self.left(1.0) > 0:
+            while self.rpc and self.outstanding and self.left(1.0) > 0:
                 with contextlib.suppress(TimeoutError):
                     conn.drain_events(timeout=max(self.left(1.0), 0.01))
 
     def _drain(self, conn: Any, publisher: _Publisher) -> None:
-        before = set(publisher.pending.values())
-        conn.drain_events(timeout=max(self.left(10.0), 0.01))
-        self.unconfirmed -= before - set(publisher.pending.values()) - set(publisher.refused)
+        """Wait for confirms (and replies); a quiet second is not a lost connection."""
+        try:
+            conn.drain_events(timeout=max(self.left(1.0), 0.01))
+        except TimeoutError:
+            if self.left(1.0) <= 0:
+                raise _Deadline from None
 
     def _publish(self, publisher: _Publisher, i: int) -> None:
         """One Celery protocol-2 task message, built from a template made by Celery once."""
@@ -207,6 +237,7 @@ class _BatchSender:
         i = self.index[task_id]
         if self.report.outcomes[i] is None:
             self.report.outcomes[i] = (status, value)
+            self.outstanding -= 1
             if self.on_outcome is not None:
                 self.on_outcome(task_id, status, value)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu.utils.url import maybe_sanitize_url
 
 from .errors import BrokerUnreachable
 from .settings import Settings
@@ -28,3 +29,30 @@ def wait_for_broker(app: Celery, settings: Settings, timeout: float | None = Non
         ) from None
     finally:
         conn.release()
+
+
+def check_result_backend(app: Celery) -> None:
+    """Reach a durable result backend (Redis, a database) once, before anything is sent.
+
+    `rpc://` needs nothing more than the broker. Raises `BrokerUnreachable` (exit 5) naming
+    the backend without its password, so no task is published whose result has nowhere to go.
+    """
+    backend = app.backend
+    url = maybe_sanitize_url(str(app.conf.result_backend))
+    try:
+        if hasattr(backend, "ResultSession"):  # the database backend (SQLAlchemy)
+            from sqlalchemy import text
+
+            session = backend.ResultSession()
+            try:
+                session.execute(text("SELECT 1"))
+            finally:
+                session.close()
+        elif callable(getattr(getattr(backend, "client", None), "ping", None)):  # Redis
+            backend.client.ping()
+    except Exception as exc:
+        cause = (str(exc) or type(exc).__name__).splitlines()[0]
+        raise BrokerUnreachable(
+            f"cannot reach the result backend {url} ({cause}): start it or fix "
+            "CELERY_RESULT_BACKEND"
+        ) from None

@@ -103,7 +103,7 @@ class Contract(Task):
         cls = type(self).contract
         check_sender(cls, self.request)
         try:
-            args_list, kwargs_dict = check_call(cls, args, kwargs)
+            args_list, kwargs_dict = check_call(cls, args, kwargs, wire=True)
         except BadArguments as exc:
             raise ContractViolation(f"refused by the worker: {exc}") from None
         result = super().__call__(*args_list, **kwargs_dict)
@@ -154,15 +154,24 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation)
 
 
-def _check_value(cls: type[Contract], param: inspect.Parameter, value: Any, strict: bool) -> Any:
+def _check_value(cls: type[Contract], param: inspect.Parameter, value: Any, strict: bool,
+                 wire: bool = False) -> Any:
+    """A value checked against its annotation: JSON-ready, or as Python objects if `wire`.
+
+    `wire` values came out of a JSON message, so they are checked as JSON (strictly: a date
+    may arrive as its ISO text, a tuple as a list, but an int never as text).
+    """
+    adapter = _adapter(param.annotation, strict)
     try:
-        checked = _adapter(param.annotation, strict).validate_python(value)
-    except ValidationError:
+        if wire:
+            return adapter.validate_json(json.dumps(value))
+        checked = adapter.validate_python(value)
+    except (ValidationError, TypeError, ValueError):
         raise BadArguments(
             f"{describe(cls)}: argument {param.name} must be {_type_name(param.annotation)}, "
             f"got {type(value).__name__} {value!r}"
         ) from None
-    return _adapter(param.annotation, strict).dump_python(checked, mode="json")
+    return adapter.dump_python(checked, mode="json")
 
 
 def check_call(
@@ -171,12 +180,15 @@ def check_call(
     kwargs: Mapping[str, Any],
     *,
     from_text: bool = False,
+    wire: bool = False,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Bind a call to the contract's signature and check every value against its annotation.
 
     Returns JSON-ready positional and keyword arguments. Values are checked strictly (an
     `int` parameter refuses `"1"` and `True`), unless `from_text`, where command-line text
-    is converted by the annotation (`"1"` becomes `1`). Raises `BadArguments`.
+    is converted by the annotation (`"1"` becomes `1`). With `wire` (a worker reading a
+    message), values are checked as JSON and returned as Python objects for `run`.
+    Raises `BadArguments`.
     """
     sig = signature_of(cls)
     try:
@@ -186,14 +198,17 @@ def check_call(
     for name, value in bound.arguments.items():
         param = sig.parameters[name]
         if param.kind is param.VAR_POSITIONAL:
-            bound.arguments[name] = tuple(_check_value(cls, param, v, not from_text) for v in value)
+            bound.arguments[name] = tuple(
+                _check_value(cls, param, v, not from_text, wire) for v in value)
         elif param.kind is param.VAR_KEYWORD:
             bound.arguments[name] = {
-                k: _check_value(cls, param, v, not from_text) for k, v in value.items()
+                k: _check_value(cls, param, v, not from_text, wire) for k, v in value.items()
             }
         else:
-            bound.arguments[name] = _check_value(cls, param, value, not from_text)
+            bound.arguments[name] = _check_value(cls, param, value, not from_text, wire)
     checked = list(bound.args), dict(bound.kwargs)
+    if wire:
+        return checked
     size = len(json.dumps(checked, separators=(",", ":")))
     if size > MAX_MESSAGE_BYTES:
         raise BadArguments(

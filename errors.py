@@ -11,7 +11,7 @@ EXIT_TASK_FAILED = 1  # a task ran and raised (with --count: at least one did)
 EXIT_USAGE = 2  # the command line itself is wrong: unknown option, missing task name
 EXIT_BAD_ARGUMENTS = 3  # the task's arguments do not match its contract; nothing was sent
 EXIT_UNKNOWN_TASK = 4  # no contract (or no implementation) has that name
-EXIT_BROKER_UNREACHABLE = 5  # the broker could not be reached within the connect timeout
+EXIT_BROKER_UNREACHABLE = 5  # the broker (or a durable result backend) could not be reached
 EXIT_TIMEOUT = 6  # the result did not arrive within --timeout
 EXIT_CONFIG = 7  # a setting (environment or .env) is invalid
 EXIT_IMPLEMENTATION = 8  # a worker's implementation does not fulfil its contract
@@ -27,7 +27,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_USAGE: "bad command line (unknown option, missing task name)",
     EXIT_BAD_ARGUMENTS: "arguments do not match the task's contract; nothing was sent",
     EXIT_UNKNOWN_TASK: "unknown task name",
-    EXIT_BROKER_UNREACHABLE: "broker unreachable within BROKER_CONNECT_TIMEOUT",
+    EXIT_BROKER_UNREACHABLE: "broker unreachable within BROKER_CONNECT_TIMEOUT, or result "
+    "backend unreachable",
     EXIT_TIMEOUT: "no result within --timeout",
     EXIT_CONFIG: "invalid setting in the environment or .env",
     EXIT_IMPLEMENTATION: "implementation missing or its run() differs from the contract",

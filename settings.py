@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from celery.app.backends import BACKEND_ALIASES
 from dotenv import dotenv_values
+from kombu.utils.url import maybe_sanitize_url
 
 from .errors import ConfigError
 
@@ -105,6 +107,10 @@ class Settings:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
+
+#: The result backends Celery knows by URL scheme (`db+postgresql://...` is `db`).
+RESULT_BACKEND_SCHEMES = frozenset(BACKEND_ALIASES)
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -198,8 +204,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     delivery_limit = int(_number("CELERY_TASKS_DELIVERY_LIMIT", raw["CELERY_TASKS_DELIVERY_LIMIT"],
                                  low=1, high=1000, integer=True))
     backend = raw["CELERY_RESULT_BACKEND"] or "rpc://"
-    if "://" not in backend:
-        raise ConfigError(f"CELERY_RESULT_BACKEND must be a URL such as rpc://, got {backend!r}")
+    scheme = backend.partition("://")[0].lower()
+    if "://" not in backend or scheme.split("+")[0] not in RESULT_BACKEND_SCHEMES:
+        raise ConfigError(
+            "CELERY_RESULT_BACKEND must be a URL such as rpc://, redis://host:6379/0 or "
+            f"db+postgresql+psycopg://user@host/db, got {maybe_sanitize_url(backend)!r}")
     return Settings(
         rabbitmq_host=host,
         rabbitmq_port=port,

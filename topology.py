@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from .errors import TopologyMismatch
+from .errors import ConfigError, TopologyMismatch
 
 DEAD_LETTER_EXCHANGE = "celery_tasks.dead"
 
@@ -47,26 +47,37 @@ def dead_letter_queue(name: str, queue_type: str = "quorum") -> Queue:
                  routing_key=name, durable=True, queue_arguments={"x-queue-type": queue_type})
 
 
-def declare_topology(app: Celery) -> None:
-    """Declare every queue of `app` (and its dead-letter queue) on the broker, now.
+def declare_topology(app: Celery, names: list[str] | None = None, conn: Any = None) -> None:
+    """Declare the queues of `app` (or only those of tasks `names`) and their dead-letter
+    queues on the broker, now, on `conn` or a connection of its own.
 
     A queue that already exists with other arguments (say, a classic queue left by an
-    older version) is a `TopologyMismatch` naming the queue and the difference.
+    older version) is a `TopologyMismatch` naming the queue and the difference; a user
+    without the permission to declare it is a `ConfigError`.
     """
-    queues = list(app.amqp.queues.values())
+    queues = [q for q in app.amqp.queues.values() if names is None or q.name in names]
     if app.conf.get("celery_tasks_dead_letter", True):
         queues += [dead_letter_queue(q.name, app.conf.task_default_queue_type) for q in queues]
-    with app.connection_for_write() as conn:
-        for queue in queues:
-            try:
-                with conn.channel() as channel:
-                    queue(channel).declare()
-            except Exception as exc:
-                if getattr(exc, "code", None) != 406 and "PRECONDITION" not in str(exc):
-                    raise
+    if conn is None:
+        with app.connection_for_write() as own:
+            return declare_topology(app, names, own)
+    for queue in queues:
+        try:
+            with conn.channel() as channel:
+                queue(channel).declare()
+        except Exception as exc:
+            code, text = getattr(exc, "code", None), getattr(exc, "reply_text", str(exc))
+            if code == 406 or "PRECONDITION" in str(exc):
                 raise TopologyMismatch(
                     f"queue {queue.name!r} exists with other arguments than this version "
-                    f"declares ({getattr(exc, 'reply_text', exc)}): drain it, then delete it "
+                    f"declares ({text}): drain it, then delete it "
                     f"(rabbitmqctl delete_queue {queue.name}), or set CELERY_TASKS_QUEUE_TYPE "
                     "to match it"
                 ) from None
+            if code == 403:
+                raise ConfigError(
+                    f"RabbitMQ refused to declare queue {queue.name!r} ({text}): grant the "
+                    "user configure permission on it, or declare it as a user who has it"
+                ) from None
+            raise
+    return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from celery import Task
 
@@ -55,6 +57,24 @@ def test_text_is_converted_by_the_annotations() -> None:
     assert check_call(SleepEchoTask, ["0.5", "42"], {}, from_text=True) == ([0.5, "42"], {})
     with pytest.raises(BadArguments, match="argument arg1 must be int"):
         check_call(MagicCeleryTask, ["1.5", "2", "3"], {}, from_text=True)
+
+
+class _DatedTask(Contract):
+    name = "test_dated"
+
+    def run(self, day: date, pair: tuple[int, int], count: int) -> str:
+        raise NotImplementedError
+
+
+def test_values_the_message_carries_as_json_reach_run_as_python_objects() -> None:
+    """JSON turns a date into text and a tuple into a list; the worker checks them as JSON."""
+    sent = check_call(_DatedTask, [date(2026, 11, 25), (1, 2), 3], {})
+    assert sent == (["2026-11-25", [1, 2], 3], {})
+    assert check_call(_DatedTask, *sent, wire=True) == ([date(2026, 11, 25), (1, 2), 3], {})
+    with pytest.raises(BadArguments, match="argument count must be int"):
+        check_call(_DatedTask, ["2026-11-25", [1, 2], "3"], {}, wire=True)
+    with pytest.raises(BadArguments, match="argument day must be date"):
+        check_call(_DatedTask, ["not a date", [1, 2], 3], {}, wire=True)
 
 
 def test_a_contract_needs_a_name_and_a_run() -> None:

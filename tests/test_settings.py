@@ -138,3 +138,21 @@ def test_an_empty_env_file_variable_reads_no_file(
     monkeypatch.chdir(tmp_path)
     assert load_settings({"CELERY_TASKS_ENV_FILE": ""}).rabbitmq_host == "localhost"
     assert load_settings({}).rabbitmq_host == "filehost"
+
+
+@pytest.mark.parametrize("url", ["bogus://x", "not a url", "mysql://u@h/db"])
+def test_a_result_backend_celery_does_not_know_is_an_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="CELERY_RESULT_BACKEND must be a URL such as"):
+        load_settings({"CELERY_RESULT_BACKEND": url})
+
+
+def test_a_result_backend_error_hides_the_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"CELERY_RESULT_BACKEND": "bogus://user:s3cret@host/0"})
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["rpc://", "redis://h:6379/0", "rediss://h:6380/0",
+                                 "db+postgresql+psycopg://u@h/db", "db+sqlite:///r.db"])
+def test_the_result_backends_celery_knows_are_accepted(url: str) -> None:
+    assert load_settings({"CELERY_RESULT_BACKEND": url}).result_backend == url
