@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
 
-from .errors import BrokerUnreachable
+from .errors import BrokerUnreachable, ConfigError
 from .settings import Settings
 
 
@@ -37,8 +37,13 @@ def check_result_backend(app: Celery) -> None:
     `rpc://` needs nothing more than the broker. Raises `BrokerUnreachable` (exit 5) naming
     the backend without its password, so no task is published whose result has nowhere to go.
     """
-    backend = app.backend
     url = maybe_sanitize_url(str(app.conf.result_backend))
+    try:
+        backend = app.backend  # the database backend connects here already
+    except ImportError as exc:
+        raise ConfigError(f"CELERY_RESULT_BACKEND {url}: cannot load its driver ({exc})") from None
+    except Exception as exc:
+        raise _backend_unreachable(url, exc) from None
     try:
         if hasattr(backend, "ResultSession"):  # the database backend (SQLAlchemy)
             from sqlalchemy import text
@@ -51,8 +56,10 @@ def check_result_backend(app: Celery) -> None:
         elif callable(getattr(getattr(backend, "client", None), "ping", None)):  # Redis
             backend.client.ping()
     except Exception as exc:
-        cause = (str(exc) or type(exc).__name__).splitlines()[0]
-        raise BrokerUnreachable(
-            f"cannot reach the result backend {url} ({cause}): start it or fix "
-            "CELERY_RESULT_BACKEND"
-        ) from None
+        raise _backend_unreachable(url, exc) from None
+
+
+def _backend_unreachable(url: str, exc: Exception) -> BrokerUnreachable:
+    cause = (str(exc) or type(exc).__name__).splitlines()[0]
+    return BrokerUnreachable(
+        f"cannot reach the result backend {url} ({cause}): start it or fix CELERY_RESULT_BACKEND")
