@@ -33,6 +33,8 @@ from .topology import declare_topology
 
 #: Unconfirmed messages allowed in flight before the publisher waits for confirms.
 WINDOW = 2000
+#: Seconds to wait for RabbitMQ to acknowledge closing the batch's connection.
+CLOSE_TIMEOUT = 2.0
 #: How long an unused reply queue lives after its producer left (RabbitMQ x-expires).
 REPLY_QUEUE_TTL_MS = 10 * 60 * 1000
 
@@ -112,6 +114,27 @@ def send_batch(
     return _BatchSender(task, calls, timeout, on_outcome).run()
 
 
+class _BoundedClose:
+    """Closes a connection without waiting long for RabbitMQ's answer.
+
+    A broker under a resource alarm stops reading from publishing connections, so the
+    Close handshake could wait forever; after CLOSE_TIMEOUT the socket is simply dropped.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        transport = getattr(self.conn.connection, "transport", None) if self.conn.connected \
+            else None
+        try:
+            if transport is not None and transport.sock is not None:
+                transport.sock.settimeout(CLOSE_TIMEOUT)
+            self.conn.release()
+        except Exception:  # the broker did not answer: drop the socket
+            self.conn.collect()
+
+
 class _Deadline(Exception):
     """The batch's deadline passed while RabbitMQ had not confirmed every call."""
 
@@ -177,7 +200,8 @@ class _BatchSender:
         # Confirms are collected in bulk here, so py-amqp must not await each one itself.
         base = self.app.connection_for_write()
         options = {k: v for k, v in base.transport_options.items() if k != "confirm_publish"}
-        with base.clone(transport_options=options) as conn:
+        with contextlib.closing(_BoundedClose(base.clone(transport_options=options))) as bounded:
+            conn = bounded.conn
             conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
                                    interval_max=2.0, timeout=max(self.left(60.0), 0.1))
             declare_topology(self.app, [self.task.name], conn)  # a producer may come first
