@@ -51,6 +51,8 @@ class BatchOutcome:
     republished: int = 0
     elapsed: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: Calls RabbitMQ never confirmed by the deadline: they may not be queued at all.
+    unconfirmed_ids: list[str] = field(default_factory=list)
 
 
 def supports_batch_path(app: Any) -> bool:
@@ -178,6 +180,8 @@ class _BatchSender:
                 self._round(start)
                 break
             except _Deadline:
+                self.report.unconfirmed_ids = [self.report.task_ids[i]
+                                               for i in sorted(self.unconfirmed)]
                 self.report.errors.append(
                     f"{len(self.unconfirmed)} calls not confirmed by RabbitMQ by the deadline")
                 break
