@@ -28,6 +28,26 @@ def test_bad_input_publishes_nothing(broker: Broker, broker_env: dict[str, str],
     assert {name: broker.depth(name) for name in TASK_NAMES} == dict.fromkeys(TASK_NAMES, 0)
 
 
+@pytest.mark.parametrize(("backend", "code", "message"), [
+    ("bogus://user:s3cret@host/0", 7, "CELERY_RESULT_BACKEND must be a URL such as"),
+    ("db+mysql://user:s3cret@127.0.0.1/db", 7, "cannot load its driver"),
+    ("redis://:s3cret@127.0.0.1:1/0", 5, "cannot reach the result backend"),
+    ("db+postgresql+psycopg://user:s3cret@127.0.0.1:1/db", 5,
+     "cannot reach the result backend"),
+])
+@pytest.mark.parametrize("count", ["1", "5"])
+def test_a_bad_result_backend_is_one_line_and_publishes_nothing(
+        broker: Broker, broker_env: dict[str, str], backend: str, code: int, message: str,
+        count: str) -> None:
+    broker.declare("divide")
+    out = run_producer("divide", "1", "2", "--count", count, "--timeout", "5",
+                       env={**broker_env, "CELERY_RESULT_BACKEND": backend})
+    assert out.returncode == code, out.stderr
+    assert out.stderr.startswith("error: ") and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "s3cret" not in out.stderr
+    assert broker.depth("divide") == 0
+
+
 def test_the_depth_check_sees_a_published_task(broker: Broker, broker_env: dict[str, str]) -> None:
     """The control for the test above: a good call with no worker leaves one message."""
     broker.declare("divide")

@@ -40,3 +40,28 @@ def test_outcomes_come_back_in_order_with_an_error_per_failing_item(
             assert outcome["result"] == i / (i % 4)  # in call order
     assert len(worker.received()) == 200  # each call published once
     assert broker.depth("divide.dead") == 50  # every failed message kept
+
+
+def test_a_broker_that_stops_confirming_is_a_timeout_not_a_lost_broker(
+    broker_env: dict[str, str], broker: Broker
+) -> None:
+    """A memory alarm blocks publishers: no confirms come, but the connection stays up.
+
+    The batch must wait for them until its deadline and then report the calls as pending
+    (exit 6), never take the silence for a lost connection (exit 5) and publish again.
+    """
+    broker.declare("divide")
+    alarm = ["rabbitmqctl", "set_vm_memory_high_watermark", "absolute", "1"]
+    subprocess.run(alarm, check=True, capture_output=True, timeout=60)
+    try:
+        out = subprocess.run([sys.executable, "-m", "producer", "divide", "1", "2", "--count",
+                              "20", "--timeout", "4"], cwd=PRODUCER_DIR,
+                             env=clean_env(broker_env), capture_output=True, text=True,
+                             timeout=120)
+    finally:
+        subprocess.run(["rabbitmqctl", "set_vm_memory_high_watermark", "0.4"], check=True,
+                       capture_output=True, timeout=60)
+    assert out.returncode == 6, out.stderr
+    assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
+    assert "20 of 20 divide results did not arrive within 4 s" in out.stderr
+    assert "RabbitMQ never confirmed 20 of them" in out.stderr

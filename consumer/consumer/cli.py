@@ -34,6 +34,8 @@ EXAMPLES = """examples:
   python -m consumer --health        # does a worker on this host answer a ping?
 """
 POOLS = ("prefork", "threads", "solo")
+#: Pools where Celery enforces soft and hard time limits (it cannot stop a thread).
+LIMITED_POOLS = ("prefork",)
 LOGLEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -64,7 +66,8 @@ class WorkerArgs:
         )
         parser.add_argument("task", nargs="?", help="the task name (see --list)")
         parser.add_argument(
-            "--concurrency", type=positive_int, help="pool size (default: number of CPUs)"
+            "--concurrency", type=positive_int,
+            help="pool size (default: the implementation's, see --list; 'cpus' is one per CPU)"
         )
         parser.add_argument("--loglevel", default="info", type=str.lower, choices=LOGLEVELS)
         parser.add_argument("--pool", choices=POOLS,
@@ -96,11 +99,15 @@ def main(argv: list[str] | None = None) -> int:
             run = defaults_of(cls)
             print(f"{describe(cls)}  queue={name}  implementation={cls.__qualname__}  "
                   f"pool={run.pool} concurrency={run.concurrency or 'cpus'} "
-                  f"prefetch={run.prefetch_multiplier}")
+                  f"prefetch={run.prefetch_multiplier} "
+                  f"time-limits={'enforced' if run.pool in LIMITED_POOLS else 'not-enforced'}")
         return EXIT_OK
     from celery_tasks.rabbitmq_config import SETTINGS  # reads the settings, once
 
     if args.health:
+        if args.task is not None and args.task not in IMPLEMENTATIONS:
+            raise UnknownTask(f"unknown task {args.task!r}: this consumer implements "
+                              f"{', '.join(IMPLEMENTATIONS)}")
         return _health(args.task, SETTINGS)
     assert args.task is not None  # from_cli guarantees it
     impl = IMPLEMENTATIONS.get(args.task)
@@ -115,10 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     app, _ = create_worker_from(impl)
     wait_for_broker(app, SETTINGS)
     defaults = defaults_of(impl)
+    pool = args.pool or defaults.pool
+    if pool not in LIMITED_POOLS:
+        print(f"consumer: note: the {pool} pool does not enforce time limits "
+              f"(soft {impl.soft_time_limit:g} s, hard {impl.time_limit:g} s); "
+              "--pool prefork does", file=sys.stderr)
     argv_worker = [
         "worker",
         f"--loglevel={args.loglevel}",
-        f"--pool={args.pool or defaults.pool}",
+        f"--pool={pool}",
         f"--prefetch-multiplier={args.prefetch_multiplier or defaults.prefetch_multiplier}",
         f"--hostname={args.task}.{os.getpid()}@%h",
         "--without-gossip",

@@ -24,6 +24,17 @@ def test_list_names_every_implemented_task() -> None:
     assert out.returncode == 0
     for name in ("unique_magic_task", "count_primes", "sleep_echo", "divide"):
         assert f"queue={name}" in out.stdout
+    lines = {line.split("(")[0]: line for line in out.stdout.splitlines()}
+    assert "pool=prefork" in lines["count_primes"] and "time-limits=enforced" in lines[
+        "count_primes"]
+    assert "pool=threads" in lines["sleep_echo"] and "time-limits=not-enforced" in lines[
+        "sleep_echo"]
+
+
+def test_health_for_an_unknown_task_is_exit_4_not_unhealthy() -> None:
+    out = run("--health", "no_such_task")
+    assert out.returncode == 4
+    assert out.stderr.startswith("error: unknown task 'no_such_task'")
 
 
 def test_unknown_task_is_exit_4_listing_the_known_ones() -> None:

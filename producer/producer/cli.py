@@ -10,7 +10,7 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from celery_tasks.broker import wait_for_broker
+from celery_tasks.broker import check_result_backend, wait_for_broker
 from celery_tasks.cli import OneLineParser, exit_codes_epilog, positive_int
 from celery_tasks.contract import Contract, check_call, describe
 from celery_tasks.errors import (
@@ -143,9 +143,15 @@ def _batch(task: Any, call: tuple[list[Any], dict[str, Any]], args: ProducerArgs
     else:
         print(_summary(report))
     if report.pending_ids:
+        pending = report.pending_ids
+        named = ", ".join(pending[:3]) + (f" and {len(pending) - 3} more" if len(pending) > 3
+                                          else "")
+        fate = ("those tasks stay queued and may still run" if not report.unconfirmed_ids else
+                f"RabbitMQ never confirmed {len(report.unconfirmed_ids)} of them, so they may "
+                "not be queued (is it under a resource alarm? see rabbitmqctl status)")
         raise TaskTimeout(
-            f"{len(report.pending_ids)} of {args.count} {task.name} results did not arrive within "
-            f"{args.timeout:g} s (first: {report.pending_ids[0]}); those tasks stay queued"
+            f"{len(pending)} of {args.count} {task.name} results did not arrive within "
+            f"{args.timeout:g} s ({named}; --json lists every id): {fate}"
         )
     if report.failed:
         first = next(o for o in report.outcomes if o is not None and not o.ok)
@@ -168,6 +174,7 @@ def _fetch(contract: type[Contract], args: ProducerArgs, settings: Settings) -> 
     from celery_tasks.utils import create_worker_from
 
     _, task = create_worker_from(contract)
+    check_result_backend(task.app)
     result = task.AsyncResult(args.result_id)
     try:
         value = result.get(timeout=args.timeout, propagate=False, interval=0.1)
@@ -205,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _, task = create_worker_from(contract)
     wait_for_broker(task.app, SETTINGS)
+    check_result_backend(task.app)
     declare_topology(task.app)
     if args.no_wait:
         with task.app.producer_or_acquire() as producer:

@@ -66,6 +66,8 @@ class BatchReport:
     task_ids: list[str] = field(default_factory=list)
     outcomes: list[Outcome | None] = field(default_factory=list)
     elapsed: float = 0.0
+    #: Calls RabbitMQ never confirmed (the batch path, at its deadline): maybe not queued.
+    unconfirmed_ids: list[str] = field(default_factory=list)
 
     @property
     def succeeded(self) -> int:
@@ -93,6 +95,7 @@ class BatchReport:
             "failed": self.failed,
             "pending": len(self.pending_ids),
             "pending_ids": self.pending_ids,
+            "unconfirmed_ids": self.unconfirmed_ids,
             "elapsed_s": round(self.elapsed, 4),
             "tasks_per_s": round(self.rate, 2),
             "errors": errors[:20],
@@ -190,4 +193,4 @@ def _send_batch(task: Any, calls: list[Call], timeout: float | None,
         None if o is None else Outcome.from_state(task_id, *o)
         for task_id, o in zip(batch.task_ids, batch.outcomes, strict=True)
     ]
-    return BatchReport(task.name, batch.task_ids, outcomes, batch.elapsed)
+    return BatchReport(task.name, batch.task_ids, outcomes, batch.elapsed, batch.unconfirmed_ids)
