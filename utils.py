@@ -10,15 +10,24 @@ from typing import Any
 from celery import Celery, Task
 
 from .contract import check_implementation, is_contract_class
+from .reply import ReplyQueueBackend
 from .topology import declare_topology, task_queue
 
 
 class ContractApp(Celery):
     """A Celery app whose `worker_main` only ever runs real implementations.
 
+    Its `rpc://` backend declares the reply queue once, not on every call (reply.py).
     Unlike Celery's own, `worker_main` works without `'worker'` as the first argument,
     and refuses to start a worker for a contract stub or a drifted implementation.
     """
+
+    def _get_backend(self) -> Any:
+        """`rpc://` is Celery's rpc backend, minus its reply-queue declaration per call."""
+        url = self.conf.result_backend
+        if isinstance(url, str) and url.partition("://")[0].lower() == "rpc":
+            return ReplyQueueBackend(app=self, url=url)
+        return super()._get_backend()
 
     def worker_main(self, argv: Sequence[str] | None = None) -> None:
         args = list(argv or [])

@@ -1,0 +1,38 @@
+"""`rpc://` without a queue declaration per call.
+
+Celery's rpc backend declares its reply queue before every task it sends, because kombu
+does not remember declarations of auto-delete queues: about half a millisecond per
+`delay()`. This backend declares it once per channel and again after `REDECLARE_AFTER`
+seconds (the queue expires when unused for `result_expires`), and is otherwise Celery's.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any
+
+from celery._state import task_join_will_block
+from celery.backends.rpc import RPCBackend
+from kombu.common import maybe_declare
+
+#: Seconds after which a channel declares its reply queue again, in case it expired.
+REDECLARE_AFTER = 60.0
+
+
+class ReplyQueueBackend(RPCBackend):
+    """Celery's `rpc://` backend, declaring its reply queue once per channel."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._declared: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        if task_join_will_block():  # a prefork child: the parent declared it
+            return
+        channel = producer.channel
+        now = time.monotonic()
+        if now - self._declared.get(channel, -REDECLARE_AFTER) < REDECLARE_AFTER:
+            return
+        maybe_declare(self.binding(channel), retry=True)
+        self._declared[channel] = now
