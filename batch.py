@@ -8,6 +8,11 @@ dropped, is published again (at-least-once). With `rpc://`, results come back to
 reply queue declared once per batch; it is durable and expires on its own, so a
 reconnecting producer still finds its results. The messages are ordinary Celery task
 messages, carrying the contract headers: any worker runs them.
+
+`send_batch` takes a list and returns every outcome in order. `send_stream` takes any
+iterable (a generator of a million calls) and hands each outcome to a callback as it
+arrives: with `rpc://` it keeps at most `MAX_IN_FLIGHT` calls between publish and result,
+so the producer's memory stays flat whatever the number of calls.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,12 +38,32 @@ from .topology import declare_topology
 
 #: Unconfirmed messages allowed in flight before the publisher waits for confirms.
 WINDOW = 2000
+#: Calls published but without an outcome yet that `send_stream` allows (with `rpc://`).
+MAX_IN_FLIGHT = 10_000
 #: Seconds to wait for RabbitMQ to acknowledge closing the batch's connection.
 CLOSE_TIMEOUT = 2.0
 #: How long an unused reply queue lives after its producer left (RabbitMQ x-expires).
 REPLY_QUEUE_TTL_MS = 10 * 60 * 1000
 
 Call = tuple[Sequence[Any], Mapping[str, Any]]
+#: (index, task id, status, value) of one settled call.
+OnSettled = Callable[[int, str, str, Any], None]
+
+
+@dataclass
+class StreamOutcome:
+    """How a stream of calls went; the outcomes themselves went to the callback."""
+
+    sent: int = 0  # calls taken from the iterable and published (at least once)
+    settled: int = 0
+    pending_ids: list[str] = field(default_factory=list)  # sent, no outcome by the deadline
+    #: Calls RabbitMQ never confirmed by the deadline: they may not be queued at all.
+    unconfirmed_ids: list[str] = field(default_factory=list)
+    exhausted: bool = False  # every call of the iterable was sent
+    published_in: float = 0.0
+    republished: int = 0
+    elapsed: float = 0.0
+    errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -67,18 +92,18 @@ class _Publisher:
     each message is settled once, whatever the window size.
     """
 
-    def __init__(self, conn: Any, confirmed: set[int]) -> None:
+    def __init__(self, conn: Any, confirmed: set[str]) -> None:
         self.channel = conn.channel()
         self.channel.confirm_select()
-        self.pending: dict[int, int] = {}  # delivery tag -> call index
+        self.pending: dict[int, str] = {}  # delivery tag -> task id
         self.order: deque[int] = deque()  # delivery tags in publish order
         self.next_tag = 1
-        self.refused: list[int] = []
-        self.confirmed = confirmed  # the batch's set of unconfirmed calls, emptied here
+        self.refused: list[str] = []
+        self.confirmed = confirmed  # the stream's set of unconfirmed calls, emptied here
         self.channel.events["basic_ack"].add(self._on_ack)
         self.channel.events["basic_nack"].add(self._on_nack)
 
-    def _settle(self, tag: int, multiple: bool) -> list[int]:
+    def _settle(self, tag: int, multiple: bool) -> list[str]:
         if not multiple:
             return [self.pending.pop(tag)] if tag in self.pending else []
         settled = []
@@ -94,9 +119,10 @@ class _Publisher:
     def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
         self.refused.extend(self._settle(delivery_tag, multiple))
 
-    def publish(self, index: int, message: amqp.Message, exchange: str, routing_key: str) -> None:
+    def publish(self, task_id: str, message: amqp.Message, exchange: str,
+                routing_key: str) -> None:
         tag = self.next_tag
-        self.pending[tag] = index  # before publishing: the ack may come at once
+        self.pending[tag] = task_id  # before publishing: the ack may come at once
         self.order.append(tag)
         self.next_tag += 1
         self.channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
@@ -113,7 +139,51 @@ def send_batch(
     Raises `BrokerUnreachable` if the broker stays away past the deadline while calls are
     still unconfirmed; outcomes missing at the deadline stay None.
     """
-    return _BatchSender(task, calls, timeout, on_outcome).run()
+    started = time.perf_counter()  # rates count the checks too
+    contract = type(task).contract
+    checked = [check_call(contract, args, kwargs) for args, kwargs in calls]
+    ids = [str(uuid.uuid4()) for _ in checked]
+    outcomes: list[tuple[str, Any] | None] = [None] * len(ids)
+
+    def settled(index: int, task_id: str, status: str, value: Any) -> None:
+        outcomes[index] = (status, value)
+        if on_outcome is not None:
+            on_outcome(task_id, status, value)
+
+    items = ((task_id, a, k) for task_id, (a, k) in zip(ids, checked, strict=True))
+    stream = _Stream(task, items, timeout, settled, max_in_flight=None)
+    stream.started = started
+    done = stream.run()
+    return BatchOutcome(ids, outcomes, done.published_in, done.republished, done.elapsed,
+                        done.errors, done.unconfirmed_ids)
+
+
+def send_stream(
+    task: Any,
+    calls: Iterable[Call],
+    timeout: float | None,
+    on_settled: OnSettled,
+    *,
+    checked: bool = False,
+    max_in_flight: int = MAX_IN_FLIGHT,
+) -> StreamOutcome:
+    """Publish calls as they are taken from `calls`, handing each outcome to `on_settled`.
+
+    Each call is checked against the contract when it is taken (`checked=True`: they come
+    from `check_call` already), so a bad call stops the stream with `BadArguments` after
+    the calls before it were sent. With `rpc://`, at most `max_in_flight` calls wait for
+    their outcome at any time. At the deadline, the calls in flight are `pending_ids` and
+    the rest of `calls` is not taken (`exhausted` is False).
+    """
+    contract = type(task).contract
+
+    def items() -> Iterator[tuple[str, Sequence[Any], Mapping[str, Any]]]:
+        for args, kwargs in calls:
+            if not checked:
+                args, kwargs = check_call(contract, args, kwargs)
+            yield str(uuid.uuid4()), args, kwargs
+
+    return _Stream(task, items(), timeout, on_settled, max_in_flight=max_in_flight).run()
 
 
 class _BoundedClose:
@@ -138,52 +208,51 @@ class _BoundedClose:
 
 
 class _Deadline(Exception):
-    """The batch's deadline passed while RabbitMQ had not confirmed every call."""
+    """The deadline passed before every call was sent and settled."""
 
 
-class _BatchSender:
-    def __init__(self, task: Any, calls: Sequence[Call], timeout: float | None,
-                 on_outcome: Callable[[str, str, Any], None] | None) -> None:
-        self.started = time.perf_counter()  # rates count the checks too
-        self.task, self.app, self.on_outcome = task, task.app, on_outcome
-        contract = type(task).contract
-        self.checked = [check_call(contract, args, kwargs) for args, kwargs in calls]
-        self.headers = contract_headers(contract)
+class _Stream:
+    """Publishes calls with batched confirms and settles them from replies or the backend."""
+
+    def __init__(self, task: Any, items: Iterator[tuple[str, Sequence[Any], Mapping[str, Any]]],
+                 timeout: float | None, on_settled: OnSettled,
+                 max_in_flight: int | None) -> None:
+        self.started = time.perf_counter()
+        self.task, self.app, self.on_settled = task, task.app, on_settled
+        self.items, self.taken = items, 0
         self.rpc = str(self.app.conf.result_backend).startswith("rpc")
-        ids = [str(uuid.uuid4()) for _ in self.checked]
-        self.index = {task_id: i for i, task_id in enumerate(ids)}
-        self.report = BatchOutcome(ids, [None] * len(ids))
-        self.outstanding = len(ids)
+        # Without rpc:// outcomes are read from the backend after publishing, so no bound.
+        self.max_in_flight = max_in_flight if self.rpc else None
+        self.in_flight: dict[str, tuple[int, Sequence[Any], Mapping[str, Any]]] = {}
+        self.unconfirmed: set[str] = set()  # in flight and not yet confirmed by RabbitMQ
+        self.report = StreamOutcome()
         self.reply = Queue(f"celery_tasks.reply.{uuid.uuid4()}", Exchange(""), durable=True,
                            auto_delete=False,
                            queue_arguments={"x-expires": REPLY_QUEUE_TTL_MS,
                                             "x-queue-type": "classic"})
         self.queue = self.app.amqp.queues[task.name]
         self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.unconfirmed = set(range(len(ids)))
-        # Celery builds one message; the batch reuses its headers and embedded options.
+        # Celery builds one message; the stream reuses its headers and embedded options.
         template, props, (_, _, self.embed), _ = self.app.amqp.create_task_message(
             "template", task.name, (), {}, reply_to=self.reply.name if self.rpc else None,
             time_limit=task.time_limit, soft_time_limit=task.soft_time_limit)
-        self.template = {**template, **self.headers}
+        self.template = {**template, **contract_headers(type(task).contract)}
         self.reply_to = props.get("reply_to") or ""
 
     def left(self, cap: float) -> float:
         """Seconds to the deadline, at most `cap`."""
         return cap if self.deadline is None else min(cap, self.deadline - time.monotonic())
 
-    def run(self) -> BatchOutcome:
-        start = self.started
+    def run(self) -> StreamOutcome:
         errors = self.app.connection_for_write().connection_errors
         while True:
             try:
-                self._round(start)
+                self._round()
                 break
             except _Deadline:
-                self.report.unconfirmed_ids = [self.report.task_ids[i]
-                                               for i in sorted(self.unconfirmed)]
-                self.report.errors.append(
-                    f"{len(self.unconfirmed)} calls not confirmed by RabbitMQ by the deadline")
+                if self.unconfirmed:
+                    self.report.errors.append(
+                        f"{len(self.unconfirmed)} calls not confirmed by RabbitMQ by the deadline")
                 break
             except errors as exc:
                 self.report.errors.append(f"connection lost: {exc}")
@@ -196,11 +265,14 @@ class _BatchSender:
                 time.sleep(0.5)
         if not self.rpc:
             self._collect_from_backend()
-        self.report.elapsed = time.perf_counter() - start
+        order = sorted(self.in_flight, key=lambda task_id: self.in_flight[task_id][0])
+        self.report.pending_ids = order
+        self.report.unconfirmed_ids = [task_id for task_id in order if task_id in self.unconfirmed]
+        self.report.elapsed = time.perf_counter() - self.started
         return self.report
 
-    def _round(self, start: float) -> None:
-        """Connect, (re)publish what RabbitMQ has not confirmed, collect replies."""
+    def _round(self) -> None:
+        """Connect, (re)publish what RabbitMQ has not confirmed, go on, collect replies."""
         # Confirms are collected in bulk here, so py-amqp must not await each one itself.
         base = self.app.connection_for_write()
         options = {k: v for k, v in base.transport_options.items() if k != "confirm_publish"}
@@ -213,48 +285,61 @@ class _BatchSender:
                 Consumer(conn.channel(), [self.reply], callbacks=[self._on_reply],
                          no_ack=True, accept=["json"]).consume()
             publisher = _Publisher(conn, self.unconfirmed)
-            if self.report.published_in:  # a later round: these are sent again
-                self.report.republished += len(self.unconfirmed)
-            for i in sorted(self.unconfirmed):
-                self._publish(publisher, i)
-                while len(publisher.pending) >= WINDOW:
-                    self._drain(conn, publisher)
-            while publisher.pending or publisher.refused:
-                for i in publisher.refused:  # nacked by RabbitMQ: send again
-                    self.report.republished += 1
-                    self._publish(publisher, i)
-                publisher.refused = []
-                self._drain(conn, publisher)
-            self.report.published_in = self.report.published_in or time.perf_counter() - start
-            while self.rpc and self.outstanding and self.left(1.0) > 0:
+            again = sorted(self.unconfirmed, key=lambda task_id: self.in_flight[task_id][0])
+            self.report.republished += len(again)
+            for task_id in again:  # unconfirmed when the last connection dropped
+                self._publish(publisher, task_id)
+                self._wait_while(conn, publisher, lambda: len(publisher.pending) >= WINDOW)
+            while not self.report.exhausted:
+                self._wait_while(conn, publisher, lambda: len(publisher.pending) >= WINDOW or (
+                    self.max_in_flight is not None and len(self.in_flight) >= self.max_in_flight))
+                item = next(self.items, None)
+                if item is None:
+                    self.report.exhausted = True
+                    break
+                task_id, args, kwargs = item
+                self.in_flight[task_id] = (self.taken, args, kwargs)
+                self.unconfirmed.add(task_id)
+                self.taken += 1
+                self.report.sent += 1
+                self._publish(publisher, task_id)
+            self._wait_while(conn, publisher, lambda: bool(publisher.pending or publisher.refused))
+            self.report.published_in = (self.report.published_in
+                                        or time.perf_counter() - self.started)
+            while self.rpc and self.in_flight and self.left(1.0) > 0:
                 with contextlib.suppress(TimeoutError):
                     conn.drain_events(timeout=max(self.left(1.0), 0.01))
 
-    def _drain(self, conn: Any, publisher: _Publisher) -> None:
-        """Wait for confirms (and replies); a quiet second is not a lost connection."""
-        try:
-            conn.drain_events(timeout=max(self.left(1.0), 0.01))
-        except TimeoutError:
+    def _wait_while(self, conn: Any, publisher: _Publisher, busy: Callable[[], bool]) -> None:
+        """Take confirms and replies while `busy()`; nacked calls are published again."""
+        while True:
+            for task_id in publisher.refused:  # nacked by RabbitMQ: send again
+                self.report.republished += 1
+                self._publish(publisher, task_id)
+            publisher.refused = []
+            if not busy():
+                return
             if self.left(1.0) <= 0:
-                raise _Deadline from None
+                raise _Deadline
+            with contextlib.suppress(TimeoutError):  # a quiet second is not a lost broker
+                conn.drain_events(timeout=max(self.left(1.0), 0.01))
 
-    def _publish(self, publisher: _Publisher, i: int) -> None:
+    def _publish(self, publisher: _Publisher, task_id: str) -> None:
         """One Celery protocol-2 task message, built from a template made by Celery once."""
-        args, kwargs = self.checked[i]
-        task_id = self.report.task_ids[i]
+        _, args, kwargs = self.in_flight[task_id]
         headers = dict(self.template, id=task_id, root_id=task_id,
                        argsrepr=repr(args)[:1024], kwargsrepr=repr(kwargs)[:1024])
         body = json.dumps((args, kwargs, self.embed), separators=(",", ":"))
         message = amqp.Message(body, content_type="application/json", content_encoding="utf-8",
                                application_headers=headers, delivery_mode=2, priority=0,
                                correlation_id=task_id, reply_to=self.reply_to)
-        publisher.publish(i, message, self.queue.exchange.name, self.queue.routing_key)
+        publisher.publish(task_id, message, self.queue.exchange.name, self.queue.routing_key)
 
     def _on_reply(self, body: Any, message: Any) -> None:
         if not isinstance(body, dict):
             return
         task_id, status = body.get("task_id"), body.get("status")
-        if task_id not in self.index or status not in states.READY_STATES:
+        if task_id not in self.in_flight or status not in states.READY_STATES:
             return
         value = body.get("result")
         if status != states.SUCCESS:
@@ -262,16 +347,16 @@ class _BatchSender:
         self._settle(str(task_id), str(status), value)
 
     def _settle(self, task_id: str, status: str, value: Any) -> None:
-        i = self.index[task_id]
-        if self.report.outcomes[i] is None:
-            self.report.outcomes[i] = (status, value)
-            self.outstanding -= 1
-            if self.on_outcome is not None:
-                self.on_outcome(task_id, status, value)
+        entry = self.in_flight.pop(task_id, None)
+        if entry is None:  # settled already (a task run twice replies twice)
+            return
+        self.unconfirmed.discard(task_id)  # its reply came before its confirm
+        self.report.settled += 1
+        self.on_settled(entry[0], task_id, status, value)
 
     def _collect_from_backend(self) -> None:
         """A durable result backend: results are read from it, not from a reply queue."""
-        results = [self.task.AsyncResult(task_id) for task_id in self.report.task_ids]
+        results = [self.task.AsyncResult(task_id) for task_id in self.in_flight]
         with contextlib.suppress(CeleryTimeoutError):
             if results and results[0].backend.supports_native_join:
                 for task_id, meta in ResultSet(results).iter_native(
