@@ -33,7 +33,7 @@ from celery.result import ResultSet
 from kombu import Consumer, Exchange, Queue
 
 from .contract import check_call, contract_headers
-from .errors import BrokerUnreachable
+from .errors import BadArguments, BrokerUnreachable
 from .topology import declare_topology
 
 #: Unconfirmed messages allowed in flight before the publisher waits for confirms.
@@ -166,14 +166,19 @@ def send_stream(
     *,
     checked: bool = False,
     max_in_flight: int = MAX_IN_FLIGHT,
+    wait: bool = True,
 ) -> StreamOutcome:
     """Publish calls as they are taken from `calls`, handing each outcome to `on_settled`.
 
     Each call is checked against the contract when it is taken (`checked=True`: they come
-    from `check_call` already), so a bad call stops the stream with `BadArguments` after
-    the calls before it were sent. With `rpc://`, at most `max_in_flight` calls wait for
-    their outcome at any time. At the deadline, the calls in flight are `pending_ids` and
-    the rest of `calls` is not taken (`exhausted` is False).
+    from `check_call` already): a bad call ends the stream, the calls before it are sent and
+    settled as usual, then `BadArguments` is raised. With `rpc://`, at most `max_in_flight`
+    calls wait for their outcome at any time. At the deadline, the calls in flight are
+    `pending_ids` and the rest of `calls` is not taken (`exhausted` is False).
+
+    With `wait=False` the stream ends once RabbitMQ has confirmed every call: nothing is
+    settled, and `pending_ids` names every call sent (their results, with a durable
+    backend, can be fetched later by id).
     """
     contract = type(task).contract
 
@@ -183,7 +188,8 @@ def send_stream(
                 args, kwargs = check_call(contract, args, kwargs)
             yield str(uuid.uuid4()), args, kwargs
 
-    return _Stream(task, items(), timeout, on_settled, max_in_flight=max_in_flight).run()
+    return _Stream(task, items(), timeout, on_settled,
+                   max_in_flight=max_in_flight if wait else None, wait=wait).run()
 
 
 class _BoundedClose:
@@ -216,16 +222,18 @@ class _Stream:
 
     def __init__(self, task: Any, items: Iterator[tuple[str, Sequence[Any], Mapping[str, Any]]],
                  timeout: float | None, on_settled: OnSettled,
-                 max_in_flight: int | None) -> None:
+                 max_in_flight: int | None, wait: bool = True) -> None:
         self.started = time.perf_counter()
         self.task, self.app, self.on_settled = task, task.app, on_settled
         self.items, self.taken = items, 0
+        self.wait = wait
         self.rpc = str(self.app.conf.result_backend).startswith("rpc")
         # Without rpc:// outcomes are read from the backend after publishing, so no bound.
         self.max_in_flight = max_in_flight if self.rpc else None
         self.in_flight: dict[str, tuple[int, Sequence[Any], Mapping[str, Any]]] = {}
         self.unconfirmed: set[str] = set()  # in flight and not yet confirmed by RabbitMQ
         self.report = StreamOutcome()
+        self.refused: BadArguments | None = None  # a bad call ended the stream
         self.reply = Queue(f"celery_tasks.reply.{uuid.uuid4()}", Exchange(""), durable=True,
                            auto_delete=False,
                            queue_arguments={"x-expires": REPLY_QUEUE_TTL_MS,
@@ -234,7 +242,8 @@ class _Stream:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         # Celery builds one message; the stream reuses its headers and embedded options.
         template, props, (_, _, self.embed), _ = self.app.amqp.create_task_message(
-            "template", task.name, (), {}, reply_to=self.reply.name if self.rpc else None,
+            "template", task.name, (), {},
+            reply_to=self.reply.name if self.rpc and wait else None,
             time_limit=task.time_limit, soft_time_limit=task.soft_time_limit)
         self.template = {**template, **contract_headers(type(task).contract)}
         self.reply_to = props.get("reply_to") or ""
@@ -263,12 +272,14 @@ class _Stream:
                             f"{exc}") from None
                     break
                 time.sleep(0.5)
-        if not self.rpc:
+        if self.wait and not self.rpc:
             self._collect_from_backend()
         order = sorted(self.in_flight, key=lambda task_id: self.in_flight[task_id][0])
         self.report.pending_ids = order
         self.report.unconfirmed_ids = [task_id for task_id in order if task_id in self.unconfirmed]
         self.report.elapsed = time.perf_counter() - self.started
+        if self.refused is not None:
+            raise self.refused
         return self.report
 
     def _round(self) -> None:
@@ -281,7 +292,7 @@ class _Stream:
             conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
                                    interval_max=2.0, timeout=max(self.left(60.0), 0.1))
             declare_topology(self.app, [self.task.name], conn)  # a producer may come first
-            if self.rpc:
+            if self.rpc and self.wait:
                 Consumer(conn.channel(), [self.reply], callbacks=[self._on_reply],
                          no_ack=True, accept=["json"]).consume()
             publisher = _Publisher(conn, self.unconfirmed)
@@ -290,10 +301,14 @@ class _Stream:
             for task_id in again:  # unconfirmed when the last connection dropped
                 self._publish(publisher, task_id)
                 self._wait_while(conn, publisher, lambda: len(publisher.pending) >= WINDOW)
-            while not self.report.exhausted:
+            while not (self.report.exhausted or self.refused):
                 self._wait_while(conn, publisher, lambda: len(publisher.pending) >= WINDOW or (
                     self.max_in_flight is not None and len(self.in_flight) >= self.max_in_flight))
-                item = next(self.items, None)
+                try:
+                    item = next(self.items, None)
+                except BadArguments as exc:  # the calls before it are sent and settled
+                    self.refused = exc
+                    break
                 if item is None:
                     self.report.exhausted = True
                     break
@@ -306,7 +321,7 @@ class _Stream:
             self._wait_while(conn, publisher, lambda: bool(publisher.pending or publisher.refused))
             self.report.published_in = (self.report.published_in
                                         or time.perf_counter() - self.started)
-            while self.rpc and self.in_flight and self.left(1.0) > 0:
+            while self.wait and self.rpc and self.in_flight and self.left(1.0) > 0:
                 with contextlib.suppress(TimeoutError):
                     conn.drain_events(timeout=max(self.left(1.0), 0.01))
 
