@@ -41,7 +41,8 @@ def positive_float(text: str) -> float:
 
 
 def exit_codes_epilog(codes: list[int]) -> str:
-    """The exit-code table for the end of `--help`."""
+    """The exit-code table for the end of `--help` (Ctrl-C's 130 is always there)."""
+    codes = [*codes, *([] if EXIT_INTERRUPTED in codes else [EXIT_INTERRUPTED])]
     lines = ["exit codes:"] + [f"  {code:<4} {EXIT_CODES[code]}" for code in codes]
     return "\n".join(lines)
 

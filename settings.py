@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from celery.app.backends import BACKEND_ALIASES
 from dotenv import dotenv_values
@@ -126,6 +126,31 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def _resolve_aliases(values: dict[str, str]) -> dict[str, str]:
+    """RABBITMQ_PWD (the article's name) as RABBITMQ_PASSWORD, unless both are given."""
+    resolved = dict(values)
+    for alias, name in ALIASES.items():
+        if alias in resolved:
+            resolved.setdefault(name, resolved[alias])
+    return resolved
+
+
+def _broker_parts(url: str, user: str, password: str,
+                  vhost: str) -> tuple[str, int, str, str, str]:
+    """Host, port, user, password and vhost named by an amqp(s):// URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    except ValueError as exc:
+        raise ConfigError(f"CELERY_BROKER_URL is malformed: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError("CELERY_BROKER_URL must name a host, such as amqp://user@host:5672/")
+    return (parts.hostname, port,
+            unquote(parts.username) if parts.username is not None else user,
+            unquote(parts.password) if parts.password is not None else password,
+            unquote(parts.path[1:]) if len(parts.path) > 1 else vhost)
+
+
 def _number(name: str, text: str, *, low: float, high: float, integer: bool) -> float:
     try:
         value = int(text) if integer else float(text)
@@ -158,10 +183,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{ENV_FILE_VARIABLE} names {named}, which is not a file")
     # Unset: .env in the working directory; set but empty: no file at all.
     from_file = {} if named == "" else _read_env_file(Path(named or ".env"))
-    merged = {**from_file, **{k: v for k, v in env.items() if v != ""}}
-    for alias, name in ALIASES.items():
-        if alias in merged and name not in merged:
-            merged[name] = merged[alias]
+    # An empty variable counts as unset (docker-compose passes unset ones as empty). Each
+    # source resolves its own aliases first, so the environment's RABBITMQ_PWD still wins
+    # over the file's RABBITMQ_PASSWORD.
+    merged = {**_resolve_aliases(from_file),
+              **_resolve_aliases({k: v for k, v in env.items() if v != ""})}
     raw = {name: merged.get(name, default) for name, default in DEFAULTS.items()}
 
     host = raw["RABBITMQ_HOST"].strip()
@@ -195,6 +221,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "CELERY_BROKER_URL must be an amqp://, amqps:// or filesystem:// URL, "
             f"got scheme {scheme!r}"
         )
+    if raw["CELERY_BROKER_URL"] and scheme != "filesystem":
+        # The URL wins: messages, redaction and TLS host checks use what it names.
+        host, port, user, password, vhost = _broker_parts(broker_url, user, password, vhost)
     fs_dir = raw["BROKER_FILESYSTEM_DIR"]
     if scheme == "filesystem" and not fs_dir:
         raise ConfigError("BROKER_FILESYSTEM_DIR must name a folder when the broker is filesystem://")

@@ -76,6 +76,31 @@ def test_article_password_name_is_an_alias(tmp_path: Path, monkeypatch: pytest.M
     assert load_settings(both).rabbitmq_password == "new"
 
 
+def test_the_environments_alias_wins_over_the_files_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("RABBITMQ_PASSWORD=from-file\n")
+    assert load_settings({"RABBITMQ_PWD": "from-env"}).rabbitmq_password == "from-env"
+    assert load_settings({}).rabbitmq_password == "from-file"
+
+
+def test_a_broker_url_names_the_host_port_and_password_used_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({"CELERY_BROKER_URL": "amqps://bob:s%40cret@mq.example:5671/prod",
+                       "RABBITMQ_HOST": "ignored", "RABBITMQ_PASSWORD": "other"})
+    assert s.broker_address == "mq.example:5671"
+    assert (s.rabbitmq_user, s.rabbitmq_vhost) == ("bob", "prod")
+    assert s.tls_options()["server_hostname"] == "mq.example"
+    assert "s@cret" not in s.redact("auth failed for s@cret") and "s%40cret" not in s.redact(
+        f"cannot reach {s.broker_url}")
+    assert load_settings({"CELERY_BROKER_URL": "amqp://h"}).broker_address == "h:5672"
+    with pytest.raises(ConfigError, match="CELERY_BROKER_URL must name a host"):
+        load_settings({"CELERY_BROKER_URL": "amqp:///vhost"})
+
+
 def test_password_never_in_repr_or_redacted_text(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
