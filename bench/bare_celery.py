@@ -2,7 +2,8 @@
 
 BENCH_SETTINGS=article: Celery's defaults (ack on receipt, no publisher confirms).
 BENCH_SETTINGS=reliable: the same delivery settings as this project (late ack, reject on
-worker lost, prefetch 1, publisher confirms), still a plain app and plain delay().
+worker lost, prefetch 1, publisher confirms, a quorum queue), still a plain app and plain
+delay().
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ app.conf.update(task_serializer="json", accept_content=["json"], result_serializ
 if os.environ.get("BENCH_SETTINGS") == "reliable":
     app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True,
                     worker_prefetch_multiplier=1,
-                    broker_transport_options={"confirm_publish": True})
+                    broker_transport_options={"confirm_publish": True},
+                    task_default_queue="bench_bare_quorum", task_default_queue_type="quorum")
 
 
 @app.task(name="bench_add")

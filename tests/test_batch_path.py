@@ -65,3 +65,66 @@ def test_a_broker_that_stops_confirming_is_a_timeout_not_a_lost_broker(
     assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
     assert "20 of 20 divide results did not arrive within 4 s" in out.stderr
     assert "RabbitMQ never confirmed 20 of them" in out.stderr
+
+
+STREAM_SCRIPT = """
+import json, sys
+from celery_tasks.batch import send_stream
+from celery_tasks.errors import BadArguments
+from celery_tasks.tasks import DivideTask
+from celery_tasks.utils import create_worker_from
+
+_, task = create_worker_from(DivideTask)
+n, bound, bad_at = (int(x) for x in sys.argv[1:4])
+taken, outcomes, widest = [0], {}, [0]
+
+def calls():
+    for i in range(n):
+        taken[0] += 1
+        yield ((i, i % 4), {}) if i != bad_at else ((i, "four"), {})
+
+def settled(index, task_id, status, value):
+    widest[0] = max(widest[0], taken[0] - len(outcomes))  # calls in flight right now
+    outcomes[index] = [status, value if status == "SUCCESS" else type(value).__name__]
+
+try:
+    report = send_stream(task, calls(), 60, settled, max_in_flight=bound)
+except BadArguments as exc:
+    print(json.dumps({"refused": str(exc), "taken": taken[0], "outcomes": outcomes}))
+    sys.exit(0)
+print(json.dumps({"outcomes": outcomes, "widest": widest[0], "sent": report.sent,
+                  "exhausted": report.exhausted, "pending": report.pending_ids}))
+"""
+
+
+def run_stream(env: dict[str, str], n: int, bound: int, bad_at: int = -1) -> dict:
+    out = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, str(n), str(bound), str(bad_at)],
+                         cwd=PRODUCER_DIR, env=clean_env(env), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_stream_keeps_its_bound_in_flight_and_settles_every_call_in_its_place(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str], broker: Broker
+) -> None:
+    worker = start_worker("divide", pool="threads", concurrency=4)
+    got = run_stream(broker_env, 3000, 100)
+    assert got["sent"] == 3000 and got["exhausted"] and got["pending"] == []
+    outcomes = {int(i): o for i, o in got["outcomes"].items()}
+    assert sorted(outcomes) == list(range(3000))  # nothing lost
+    for i, outcome in outcomes.items():
+        expected = ["FAILURE", "ZeroDivisionError"] if i % 4 == 0 else ["SUCCESS", i / (i % 4)]
+        assert outcome == expected
+    assert 0 < got["widest"] <= 100  # never more than the bound between publish and result
+    assert len(worker.received()) == 3000  # each call published once
+
+
+def test_a_bad_call_stops_a_stream_after_the_calls_before_it(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str], broker: Broker
+) -> None:
+    worker = start_worker("divide", pool="threads", concurrency=4)
+    got = run_stream(broker_env, 50, 1000, bad_at=20)
+    assert got["taken"] == 21 and "argument b must be float" in got["refused"]
+    assert sorted(int(i) for i in got["outcomes"]) == list(range(20))  # settled, then raised
+    assert len(worker.received()) == 20  # the 20 before it ran; the bad one never left

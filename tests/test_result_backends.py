@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from harness.processes import Worker, run_producer
+from tests.conftest import Broker
 
 BACKENDS = {
     "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/15"),
@@ -44,6 +45,22 @@ def test_a_result_is_collected_later_by_another_process(
     start_worker("unique_magic_task", env=backend_env)  # the worker starts after the sender left
     fetched = run_producer("unique_magic_task", "--result", task_id, env=backend_env)
     assert (fetched.returncode, fetched.stdout.strip()) == (0, "6"), fetched.stderr
+
+
+def test_many_calls_sent_without_waiting_are_each_collected_later(
+    start_worker: Callable[..., Worker], backend_env: dict[str, str], broker: Broker
+) -> None:
+    """`--no-wait --count` publishes with batched confirms; every id printed is queued."""
+    broker.delete_task_queues(("divide",))
+    sent = run_producer("divide", "9", "3", "--no-wait", "--count", "50", env=backend_env)
+    assert sent.returncode == 0, sent.stderr
+    ids = sent.stdout.split()
+    assert len(set(ids)) == 50
+    assert broker.depth("divide") == 50  # confirmed, so queued: all of them
+    start_worker("divide", env=backend_env)
+    for task_id in (ids[0], ids[-1]):
+        fetched = run_producer("divide", "--result", task_id, env=backend_env)
+        assert (fetched.returncode, fetched.stdout.strip()) == (0, "3.0"), fetched.stderr
 
 
 def test_round_trip_and_errors_through_a_durable_backend(

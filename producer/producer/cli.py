@@ -35,7 +35,7 @@ from celery_tasks.settings import Settings
 from celery_tasks.tasks import CONTRACTS
 from celery_tasks.topology import declare_topology
 
-from .client import BatchReport, Outcome, send, send_many
+from .client import CountReport, Outcome, publish_count, send, send_count
 from .progress import ProgressBar
 
 DEFAULT_TIMEOUT = 60.0
@@ -121,40 +121,44 @@ def _list(as_json: bool) -> int:
     return EXIT_OK
 
 
-def _summary(report: BatchReport) -> str:
+def _summary(report: CountReport) -> str:
     line = (
-        f"{report.task_name}: {len(report.outcomes)} sent, {report.succeeded} succeeded, "
-        f"{report.failed} failed"
+        f"{report.task_name}: {report.count - report.unsent} sent, {report.succeeded} "
+        f"succeeded, {report.failed} failed"
     )
     if report.pending_ids:
         line += f", {len(report.pending_ids)} without a result"
+    if report.unsent:
+        line += f", {report.unsent} not sent"
     return line + f" in {report.elapsed:.2f} s ({report.rate:.1f} tasks/s)"
 
 
 def _batch(task: Any, call: tuple[list[Any], dict[str, Any]], args: ProducerArgs) -> int:
     bar = ProgressBar(args.count, enabled=sys.stdout.isatty() and not args.json)
     try:
-        report = send_many(task, [call] * args.count, args.timeout,
-                           on_outcome=lambda o: bar.advance(o.ok))
+        report = send_count(task, call, args.count, args.timeout,
+                            on_outcome=lambda o: bar.advance(o.ok))
     finally:
         bar.close()
     if args.json:
         _print_json(report.as_json())
     else:
         print(_summary(report))
-    if report.pending_ids:
+    if report.pending_ids or report.unsent:
         pending = report.pending_ids
         named = ", ".join(pending[:3]) + (f" and {len(pending) - 3} more" if len(pending) > 3
                                           else "")
         fate = ("those tasks stay queued and may still run" if not report.unconfirmed_ids else
                 f"RabbitMQ never confirmed {len(report.unconfirmed_ids)} of them, so they may "
                 "not be queued (is it under a resource alarm? see rabbitmqctl status)")
+        unsent = f"; {report.unsent} were never sent" if report.unsent else ""
         raise TaskTimeout(
-            f"{len(pending)} of {args.count} {task.name} results did not arrive within "
-            f"{args.timeout:g} s ({named}; --json lists every id): {fate}"
+            f"{len(pending) + report.unsent} of {args.count} {task.name} results did not arrive "
+            f"within {args.timeout:g} s ({named or 'none in flight'}; --json lists every id): "
+            f"{fate}{unsent}"
         )
     if report.failed:
-        first = next(o for o in report.outcomes if o is not None and not o.ok)
+        first = report.failures[0]
         error = REMOTE_ERRORS.get(first.error_type, TaskFailed)
         raise error(
             f"{report.failed} of {args.count} {task.name} tasks failed; first: "
@@ -215,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     check_result_backend(task.app)
     declare_topology(task.app)
     if args.no_wait:
-        with task.app.producer_or_acquire() as producer:
-            ids = [task.apply_async(*call, producer=producer).id for _ in range(args.count)]
+        ids = publish_count(task, call, args.count, args.timeout)
         if args.json:
             _print_json({"task": task.name, "ids": ids})
         else:

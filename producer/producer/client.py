@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, ResultSet
 from kombu.exceptions import OperationalError
 
-from celery_tasks.batch import send_batch, supports_batch_path
+from celery_tasks.batch import send_batch, send_stream, supports_batch_path
 from celery_tasks.contract import check_call
 from celery_tasks.errors import REMOTE_ERRORS, BrokerUnreachable, TaskFailed, TaskTimeout
 
@@ -100,6 +101,103 @@ class BatchReport:
             "tasks_per_s": round(self.rate, 2),
             "errors": errors[:20],
         }
+
+
+@dataclass
+class CountReport:
+    """`--count N` of one call: counts, the first failures and what is still pending.
+
+    Unlike `BatchReport` it keeps no outcome per call, so a producer sending a million
+    tasks stays as small as one sending a hundred.
+    """
+
+    task_name: str
+    count: int
+    succeeded: int = 0
+    failed: int = 0
+    failures: list[Outcome] = field(default_factory=list)  # the first MAX_FAILURES_KEPT
+    pending_ids: list[str] = field(default_factory=list)
+    unconfirmed_ids: list[str] = field(default_factory=list)
+    unsent: int = 0  # calls never published: the deadline came first
+    elapsed: float = 0.0
+
+    MAX_FAILURES_KEPT = 20
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.ok:
+            self.succeeded += 1
+            return
+        self.failed += 1
+        if len(self.failures) < self.MAX_FAILURES_KEPT:
+            self.failures.append(outcome)
+
+    @property
+    def rate(self) -> float:
+        done = self.succeeded + self.failed
+        return done / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task_name,
+            "count": self.count,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "pending": len(self.pending_ids),
+            "pending_ids": self.pending_ids,
+            "unconfirmed_ids": self.unconfirmed_ids,
+            "unsent": self.unsent,
+            "elapsed_s": round(self.elapsed, 4),
+            "tasks_per_s": round(self.rate, 2),
+            "errors": [o.as_json() for o in self.failures],
+        }
+
+
+def send_count(task: Any, call: Call, count: int, timeout: float | None,
+               on_outcome: Callable[[Outcome], None] | None = None) -> CountReport:
+    """Send one checked call `count` times; memory stays flat on RabbitMQ (send_stream)."""
+    report = CountReport(task.name, count)
+
+    def settled(outcome: Outcome) -> None:
+        report.add(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    if not supports_batch_path(task.app):  # the embedded broker: Celery's own path
+        batch = send_many(task, [call] * count, timeout, settled)
+        report.pending_ids, report.elapsed = batch.pending_ids, batch.elapsed
+        return report
+    try:
+        stream = send_stream(
+            task, itertools.repeat(call, count), timeout,
+            lambda _, task_id, status, value: settled(Outcome.from_state(task_id, status, value)),
+            checked=True)
+    except OperationalError as exc:
+        raise _broker_lost(exc) from None
+    report.pending_ids, report.unconfirmed_ids = stream.pending_ids, stream.unconfirmed_ids
+    report.unsent, report.elapsed = count - stream.sent, stream.elapsed
+    return report
+
+
+def publish_count(task: Any, call: Call, count: int, timeout: float | None) -> list[str]:
+    """Publish one checked call `count` times without waiting for results; their ids.
+
+    On RabbitMQ with batched confirms; every id returned was confirmed by RabbitMQ, else
+    `TaskTimeout` names how many were not (within `timeout`).
+    """
+    if not supports_batch_path(task.app):
+        with task.app.producer_or_acquire() as producer:
+            return [task.apply_async(*call, producer=producer).id for _ in range(count)]
+    try:
+        stream = send_stream(task, itertools.repeat(call, count), timeout,
+                             lambda *_: None, checked=True, wait=False)
+    except OperationalError as exc:
+        raise _broker_lost(exc) from None
+    if stream.unconfirmed_ids or not stream.exhausted:
+        raise TaskTimeout(
+            f"RabbitMQ confirmed {stream.sent - len(stream.unconfirmed_ids)} of {count} "
+            f"{task.name} tasks within {timeout:g} s; the others may not be queued "
+            "(is it under a resource alarm? see rabbitmqctl status)")
+    return stream.pending_ids
 
 
 def _broker_lost(exc: Exception) -> BrokerUnreachable:

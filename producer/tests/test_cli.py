@@ -87,5 +87,5 @@ def test_unreachable_broker_is_exit_5_and_names_host_and_port() -> None:
 def test_help_documents_every_exit_code() -> None:
     out = run("--help")
     assert out.returncode == 0
-    for code in ("0", "1", "2", "3", "4", "5", "6", "7"):
+    for code in ("0", "1", "2", "3", "4", "5", "6", "7", "10", "11", "12", "130"):
         assert f"\n  {code} " in out.stdout
