@@ -24,9 +24,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from struct import pack
 from typing import Any
 
 import amqp
+from amqp.serialization import dumps
 from celery import states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import ResultSet
@@ -83,6 +85,65 @@ class BatchOutcome:
 def supports_batch_path(app: Any) -> bool:
     """The batch path needs RabbitMQ (publisher confirms); other brokers use Celery's."""
     return str(app.conf.broker_url).startswith(("amqp", "pyamqp"))
+
+
+class _Prepared(amqp.Message):
+    """A message whose AMQP properties were encoded by `_MessageFactory`."""
+
+    def __init__(self, body: bytes, encoded_properties: bytes) -> None:
+        super().__init__(body)
+        self._encoded_properties = encoded_properties
+
+    def _serialize_properties(self) -> bytes:
+        return self._encoded_properties
+
+
+class _MessageFactory:
+    """Builds the task messages of one stream, encoding what they share only once.
+
+    py-amqp encodes every header of every message in Python, and a Celery task message
+    carries about twenty (plus the contract's): most of a publish. Here the properties
+    and headers that do not change are encoded once, with py-amqp's own encoder, and each
+    message adds only its task id, correlation id and argument reprs.
+    """
+
+    VARIABLE = ("id", "root_id", "argsrepr", "kwargsrepr")
+
+    def __init__(self, headers: Mapping[str, Any], reply_to: str, embed: Any) -> None:
+        constant = {k: v for k, v in headers.items() if k not in self.VARIABLE}
+        self.constant_items = dumps("F", [constant])[4:]  # the table without its length
+        self.reply_to = _shortstr(reply_to)
+        self.embed = embed
+        probe = amqp.Message(b"", content_type="application/json", content_encoding="utf-8",
+                             application_headers={}, delivery_mode=2, priority=0,
+                             correlation_id="x", reply_to=reply_to)
+        # flags, content type and encoding, then an empty table (4 bytes): our prefix.
+        encoded = probe._serialize_properties()
+        self.prefix = encoded[:2 + 1 + len("application/json") + 1 + len("utf-8")]
+        self.after_table = bytes([2, 0])  # delivery_mode 2 (persistent), priority 0
+
+    def message(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Prepared:
+        variable = b"".join((_text_item(b"id", task_id), _text_item(b"root_id", task_id),
+                             _text_item(b"argsrepr", repr(args)[:1024]),
+                             _text_item(b"kwargsrepr", repr(kwargs)[:1024])))
+        table = pack(">I", len(self.constant_items) + len(variable))
+        properties = b"".join((self.prefix, table, self.constant_items, variable,
+                               self.after_table, _shortstr(task_id), self.reply_to))
+        body = json.dumps((args, kwargs, self.embed), separators=(",", ":")).encode()
+        return _Prepared(body, properties)
+
+
+def _text_item(key: bytes, text: str) -> bytes:
+    """One table entry holding text, encoded as py-amqp does: key, 'S', length, UTF-8."""
+    data = text.encode("utf-8", "surrogatepass")
+    return b"".join((bytes([len(key)]), key, b"S", pack(">I", len(data)), data))
+
+
+def _shortstr(text: str) -> bytes:
+    data = text.encode()
+    if len(data) > 255:
+        raise ValueError(f"an AMQP short string holds 255 bytes at most, got {len(data)}")
+    return bytes([len(data)]) + data
 
 
 class _Publisher:
@@ -241,12 +302,12 @@ class _Stream:
         self.queue = self.app.amqp.queues[task.name]
         self.deadline = None if timeout is None else time.monotonic() + timeout
         # Celery builds one message; the stream reuses its headers and embedded options.
-        template, props, (_, _, self.embed), _ = self.app.amqp.create_task_message(
+        template, props, (_, _, embed), _ = self.app.amqp.create_task_message(
             "template", task.name, (), {},
             reply_to=self.reply.name if self.rpc and wait else None,
             time_limit=task.time_limit, soft_time_limit=task.soft_time_limit)
-        self.template = {**template, **contract_headers(type(task).contract)}
-        self.reply_to = props.get("reply_to") or ""
+        self.messages = _MessageFactory({**template, **contract_headers(type(task).contract)},
+                                        props.get("reply_to") or "", embed)
 
     def left(self, cap: float) -> float:
         """Seconds to the deadline, at most `cap`."""
@@ -342,13 +403,8 @@ class _Stream:
     def _publish(self, publisher: _Publisher, task_id: str) -> None:
         """One Celery protocol-2 task message, built from a template made by Celery once."""
         _, args, kwargs = self.in_flight[task_id]
-        headers = dict(self.template, id=task_id, root_id=task_id,
-                       argsrepr=repr(args)[:1024], kwargsrepr=repr(kwargs)[:1024])
-        body = json.dumps((args, kwargs, self.embed), separators=(",", ":"))
-        message = amqp.Message(body, content_type="application/json", content_encoding="utf-8",
-                               application_headers=headers, delivery_mode=2, priority=0,
-                               correlation_id=task_id, reply_to=self.reply_to)
-        publisher.publish(task_id, message, self.queue.exchange.name, self.queue.routing_key)
+        publisher.publish(task_id, self.messages.message(task_id, args, kwargs),
+                          self.queue.exchange.name, self.queue.routing_key)
 
     def _on_reply(self, body: Any, message: Any) -> None:
         if not isinstance(body, dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -174,6 +175,44 @@ def _check_value(cls: type[Contract], param: inspect.Parameter, value: Any, stri
     return adapter.dump_python(checked, mode="json")
 
 
+def _simple_types(cls: type[Contract]) -> tuple[type, ...] | None:
+    """The parameter types, if every parameter is a plain positional int, float, str or bool."""
+    if cls not in _SIMPLE:
+        params = list(signature_of(cls).parameters.values())
+        simple = all(p.kind is p.POSITIONAL_OR_KEYWORD and p.annotation in (int, float, str, bool)
+                     for p in params)
+        _SIMPLE[cls] = tuple(p.annotation for p in params) if simple else None
+    return _SIMPLE[cls]
+
+
+_SIMPLE: dict[type[Contract], tuple[type, ...] | None] = {}
+
+
+def _check_simple(cls: type[Contract], args: Sequence[Any]) -> list[Any] | None:
+    """The strict check of a plain call, without pydantic: the hot path of every send.
+
+    Returns None whenever it is not sure (another shape, a wrong type, NaN, long text);
+    the full check then decides, with its error messages. Same results as the full check.
+    """
+    types = _simple_types(cls)
+    if types is None or len(args) != len(types):
+        return None
+    checked: list[Any] = []
+    text = 0
+    for kind, value in zip(types, args, strict=True):
+        actual = type(value)
+        if actual is kind and kind is not float:
+            text += len(value) if kind is str else 0
+            checked.append(value)
+        elif kind is float and actual is float and math.isfinite(value):
+            checked.append(value)
+        elif kind is float and actual is int and -(2**53) < value < 2**53:  # exact as float
+            checked.append(float(value))
+        else:
+            return None
+    return checked if text * 8 < MAX_MESSAGE_BYTES else None
+
+
 def check_call(
     cls: type[Contract],
     args: Sequence[Any],
@@ -190,6 +229,10 @@ def check_call(
     message), values are checked as JSON and returned as Python objects for `run`.
     Raises `BadArguments`.
     """
+    if not from_text and not kwargs:
+        simple = _check_simple(cls, args)
+        if simple is not None:
+            return simple, {}
     sig = signature_of(cls)
     try:
         bound = sig.bind(*args, **kwargs)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 from celery import Task
 
+from celery_tasks import contract as contract_module
 from celery_tasks.contract import Contract, check_call, check_implementation, describe
 from celery_tasks.errors import BadArguments, ContractNotImplemented, ImplementationError
 from celery_tasks.tasks import CONTRACTS, DivideTask, MagicCeleryTask, SleepEchoTask
@@ -47,6 +49,43 @@ def test_a_bad_call_is_refused_with_the_signature(args: tuple, kwargs: dict, mes
         check_call(MagicCeleryTask, args, kwargs)
     assert str(info.value).startswith("unique_magic_task(arg1: int, arg2: int, arg3: int) -> int: ")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("call", [
+    (1, 2, 3), (1, 2, True), (1, 2, 3.0), (1, 2, "3"), (1, 2), (1, 2, 3, 4), (0, -5, 2**70),
+])
+def test_the_plain_call_shortcut_agrees_with_the_full_check(call: tuple) -> None:
+    """check_call skips pydantic for plain int/float/str/bool calls: same answer either way."""
+    _assert_same_verdict(MagicCeleryTask, call)
+    assert contract_module._check_simple(MagicCeleryTask, (1, 2, 3)) == [1, 2, 3]  # it is used
+
+
+@pytest.mark.parametrize("call", [
+    (1, 2), (1.5, 2), (1, True), (float("nan"), 1), (float("inf"), 1), (2**60, 1), ("1", 2),
+])
+def test_the_shortcut_agrees_for_floats(call: tuple) -> None:
+    _assert_same_verdict(DivideTask, call)
+
+
+@pytest.mark.parametrize("call", [(0.5, "x"), (1, "é" * 10), (0.5, "x" * 2_000_000), (0.5, 3)])
+def test_the_shortcut_agrees_for_text(call: tuple) -> None:
+    _assert_same_verdict(SleepEchoTask, call)
+
+
+def _assert_same_verdict(cls: type, call: tuple) -> None:
+    def verdict(args: Any) -> Any:
+        try:
+            return check_call(cls, args, {})
+        except BadArguments as exc:
+            return str(exc)
+
+    shortcut = verdict(call)
+    contract_module._SIMPLE[cls] = None  # disable the shortcut for this contract
+    try:
+        full = verdict(call)
+    finally:
+        contract_module._SIMPLE.pop(cls)
+    assert repr(shortcut) == repr(full)
 
 
 def test_an_int_is_accepted_where_a_float_is_expected() -> None:

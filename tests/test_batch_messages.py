@@ -1,0 +1,43 @@
+"""The batch path encodes shared message properties once: the bytes must be py-amqp's own."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import amqp
+import pytest
+
+from celery_tasks.batch import _MessageFactory
+
+HEADERS: dict[str, Any] = {"lang": "py", "task": "divide", "id": None, "shadow": None, "eta": None,
+           "retries": 0, "timelimit": [300, 330], "root_id": None, "parent_id": None,
+           "argsrepr": None, "kwargsrepr": None, "ignore_result": False,
+           "stamped_headers": None, "stamps": {}, "celery_tasks_fingerprint": "0123abcd",
+           "celery_tasks_description": '{"name":"divide"}'}
+
+
+def decoded(encoded: bytes) -> dict:
+    message = amqp.Message()
+    message._load_properties(60, encoded, 0)  # 60: the basic class, as on the wire
+    return message.properties
+
+
+@pytest.mark.parametrize("reply_to", ["celery_tasks.reply.abc", ""])
+def test_prepared_messages_carry_exactly_what_py_amqp_would_encode(reply_to: str) -> None:
+    factory = _MessageFactory(HEADERS, reply_to, {"callbacks": None})
+    args, kwargs = [1, "two ü"], {"b": 2.5}
+    ours = factory.message("task-1", args, kwargs)
+    theirs = amqp.Message(
+        b"", content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+        priority=0, correlation_id="task-1", reply_to=reply_to,
+        application_headers={**HEADERS, "id": "task-1", "root_id": "task-1",
+                             "argsrepr": repr(args), "kwargsrepr": repr(kwargs)})
+    assert decoded(ours._serialize_properties()) == decoded(theirs._serialize_properties())
+    assert json.loads(ours.body) == [args, kwargs, {"callbacks": None}]
+
+
+def test_the_argument_reprs_are_capped() -> None:
+    message = _MessageFactory(HEADERS, "", None).message("t", ["x" * 5000], {})
+    headers = decoded(message._serialize_properties())["application_headers"]
+    assert len(headers["argsrepr"]) == 1024 and headers["id"] == headers["root_id"] == "t"
