@@ -26,6 +26,7 @@ RTT_SAMPLES = int(os.environ.get("BENCH_RTT", "300"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))  # end-to-end runs per system; the median counts
 MEMORY_NS = [int(x) for x in os.environ.get("BENCH_MEMORY_NS", "100,1000,10000,100000").split(",")]
 VHOST = "bench"
+CLASSIC_VHOST = "bench_classic"  # the same, with classic queues (a queue's type is fixed)
 BROKER = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 PAYLOAD = [[1, 2, 3], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
 
@@ -67,11 +68,11 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]}
 
 
-def timed_rtt(call: Callable[[], Any]) -> dict[str, float]:
+def timed_rtt(call: Callable[[], Any], samples_wanted: int = RTT_SAMPLES) -> dict[str, float]:
     for _ in range(20):  # warm up
         call()
     samples = []
-    for _ in range(RTT_SAMPLES):
+    for _ in range(samples_wanted):
         t = time.perf_counter()
         call()
         samples.append(time.perf_counter() - t)
@@ -252,6 +253,18 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
     return row
 
 
+def ours_classic() -> dict[str, Any]:
+    """The same single call on classic queues (CELERY_TASKS_QUEUE_TYPE=classic)."""
+    classic = {"RABBITMQ_VHOST": CLASSIC_VHOST, "CELERY_TASKS_QUEUE_TYPE": "classic"}
+    argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
+    with worker(argv, ROOT / "consumer", " ready.", **classic):
+        out = subprocess.run([sys.executable, "-m", "bench.rtt", str(RTT_SAMPLES)], cwd=ROOT,
+                             env=env(**classic), capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.rtt failed: {out.stderr[-2000:]}")
+    return {"name": "this project, classic queues", **json.loads(out.stdout)}
+
+
 def contextlib_exitstack() -> Any:
     import contextlib
 
@@ -272,15 +285,17 @@ def memory_curve() -> list[dict[str, Any]]:
 
 def prepare() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for args in (["add_vhost", VHOST], ["set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"]):
-        subprocess.run(["rabbitmqctl", *args], capture_output=True, timeout=60)
+    for vhost in (VHOST, CLASSIC_VHOST):
+        for args in (["add_vhost", vhost],
+                     ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+            subprocess.run(["rabbitmqctl", *args], capture_output=True, timeout=60)
 
 
 def main() -> int:
     prepare()
     started = time.time()
     rows = [raw_amqp(), rtt_floor("classic"), rtt_floor("quorum"), bare_celery("article"),
-            bare_celery("reliable"), dramatiq_peer(), ours(1)]
+            bare_celery("reliable"), dramatiq_peer(), ours_classic(), ours(1)]
     scale = [ours(k, full=False) for k in (1, 2, 4)]
     memory = memory_curve()
     baseline = next(r for r in rows if r["name"].startswith("bare Celery (reliable"))["e2e_per_s"]
