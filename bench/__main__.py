@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")
 N = int(os.environ.get("BENCH_N", "2000"))
 RTT_SAMPLES = int(os.environ.get("BENCH_RTT", "300"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))  # end-to-end runs per system; the median counts
@@ -229,7 +229,7 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
     _, task = create_worker_from(MagicCeleryTask)
     magic = remote(MagicCeleryTask.run)
     row: dict[str, Any] = {"name": "this project", "workers": workers}
-    calls = [((1, 2, i), {}) for i in range(N)]
+    calls: list[tuple[tuple[int, ...], dict[str, Any]]] = [((1, 2, i), {}) for i in range(N)]
     if full:  # no worker yet: the batch path publishing alone (checks included)
         sent = send_stream(task, calls, 300, lambda *_: None, wait=False)
         assert sent.exhausted and not sent.unconfirmed_ids
@@ -294,9 +294,11 @@ def prepare() -> None:
 def main() -> int:
     prepare()
     started = time.time()
-    rows = [raw_amqp(), rtt_floor("classic"), rtt_floor("quorum"), bare_celery("article"),
-            bare_celery("reliable"), dramatiq_peer(), ours_classic(), ours(1)]
-    scale = [ours(k, full=False) for k in (1, 2, 4)]
+    rows = [isolated("raw_amqp"), isolated("rtt_floor", "classic"),
+            isolated("rtt_floor", "quorum"), isolated("bare_celery", "article"),
+            isolated("bare_celery", "reliable"), isolated("dramatiq_peer"),
+            isolated("ours_classic"), isolated("ours", 1)]
+    scale = [isolated("ours", k, False) for k in (1, 2, 4)]
     memory = memory_curve()
     baseline = next(r for r in rows if r["name"].startswith("bare Celery (reliable"))["e2e_per_s"]
     for row in rows:
@@ -364,6 +366,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     mem = [m for m in report["memory"] if "peak_rss_mib" in m]
     right.plot([m["n"] for m in mem], [m["peak_rss_mib"] for m in mem], marker="o")
     right.set_xscale("log")
+    right.set_ylim(0, 1.25 * max([m["peak_rss_mib"] for m in mem], default=1))
     right.set_xlabel("tasks in one batch")
     right.set_ylabel("producer peak RSS (MiB)")
     right.set_title("producer memory")
@@ -371,5 +374,21 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def isolated(measure: str, *args: Any) -> dict[str, Any]:
+    """Run one measurement in a process of its own: no peer's library, connection or thread
+    left over from an earlier measurement competes with it."""
+    out = subprocess.run([sys.executable, "-m", "bench", "--one", json.dumps([measure, *args])],
+                         cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"{measure}{args} failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def one(spec: str) -> int:
+    measure, *args = json.loads(spec)
+    print(json.dumps(globals()[measure](*args)))
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one(sys.argv[2]) if sys.argv[1:2] == ["--one"] else main())

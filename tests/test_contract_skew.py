@@ -74,7 +74,7 @@ def test_an_incompatible_producer_gets_contract_mismatch_and_nothing_runs(
     newer = "    def run(self, a: float, b: float, c: float) -> float:"
     clone, old, new = skewed_clone(tmp_path, newer, "", stale="consumer")
     worker = start_clone_worker(clone)  # still on the old contract: divide(a, b)
-    out = produce(clone, broker_env, "divide", "1", "2", "3", "--timeout", "30")
+    out = produce(clone, broker_env, "divide", "1", "2", "3", "--timeout", "10")  # "within seconds"
     assert out.returncode == 11, out.stderr
     (line,) = out.stderr.strip().splitlines()
     assert "ContractMismatch" in line and "parameter 'c' is unknown to the worker" in line

@@ -105,3 +105,14 @@ def test_no_result_in_time_is_exit_6(start_worker: Callable[..., Worker],
     out = run_producer("sleep_echo", "3", "slow", "--timeout", "0.5", env=broker_env)
     assert out.returncode == 6
     assert "no result for sleep_echo[" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_worker_says_when_its_pool_does_not_enforce_time_limits(
+    start_worker: Callable[..., Worker],
+) -> None:
+    """Celery enforces time limits on prefork only; a threads worker says so at start."""
+    threads = start_worker("sleep_echo", pool="threads")
+    prefork = start_worker("count_primes", pool="prefork")
+    assert ("the threads pool does not enforce time limits (soft 60 s, hard 65 s)"
+            in threads.log)
+    assert "does not enforce time limits" not in prefork.log
