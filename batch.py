@@ -40,6 +40,9 @@ from .topology import declare_topology
 
 #: Unconfirmed messages allowed in flight before the publisher waits for confirms.
 WINDOW = 2000
+#: Replies RabbitMQ may push before the stream acknowledges them; acknowledged in bulk.
+REPLY_PREFETCH = 2000
+REPLY_ACK_EVERY = 500
 #: Calls published but without an outcome yet that `send_stream` allows (with `rpc://`).
 MAX_IN_FLIGHT = 10_000
 #: Seconds to wait for RabbitMQ to acknowledge closing the batch's connection.
@@ -166,7 +169,10 @@ class _Publisher:
 
     def _settle(self, tag: int, multiple: bool) -> list[str]:
         if not multiple:
-            return [self.pending.pop(tag)] if tag in self.pending else []
+            settled_one = [self.pending.pop(tag)] if tag in self.pending else []
+            while self.order and self.order[0] not in self.pending:  # keep `order` short
+                self.order.popleft()
+            return settled_one
         settled = []
         while self.order and self.order[0] <= tag:
             index = self.pending.pop(self.order.popleft(), None)
@@ -295,6 +301,8 @@ class _Stream:
         self.unconfirmed: set[str] = set()  # in flight and not yet confirmed by RabbitMQ
         self.report = StreamOutcome()
         self.refused: BadArguments | None = None  # a bad call ended the stream
+        self.unacked: Any = None  # the last reply taken and not yet acknowledged
+        self.replies, self.acked_at = 0, time.monotonic()
         self.reply = Queue(f"celery_tasks.reply.{uuid.uuid4()}", Exchange(""), durable=True,
                            auto_delete=False,
                            queue_arguments={"x-expires": REPLY_QUEUE_TTL_MS,
@@ -353,9 +361,14 @@ class _Stream:
             conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
                                    interval_max=2.0, timeout=max(self.left(60.0), 0.1))
             declare_topology(self.app, [self.task.name], conn)  # a producer may come first
+            self.unacked = None  # replies of a lost connection come again, unacknowledged
             if self.rpc and self.wait:
-                Consumer(conn.channel(), [self.reply], callbacks=[self._on_reply],
-                         no_ack=True, accept=["json"]).consume()
+                # Replies are acknowledged once settled: a connection lost with replies on
+                # the wire finds them again in the (durable) reply queue.
+                replies = conn.channel()
+                replies.basic_qos(0, REPLY_PREFETCH, False)
+                Consumer(replies, [self.reply], callbacks=[self._on_reply],
+                         no_ack=False, accept=["json"]).consume()
             publisher = _Publisher(conn, self.unconfirmed)
             again = sorted(self.unconfirmed, key=lambda task_id: self.in_flight[task_id][0])
             self.report.republished += len(again)
@@ -383,22 +396,38 @@ class _Stream:
             self.report.published_in = (self.report.published_in
                                         or time.perf_counter() - self.started)
             while self.wait and self.rpc and self.in_flight and self.left(1.0) > 0:
-                with contextlib.suppress(TimeoutError):
-                    conn.drain_events(timeout=max(self.left(1.0), 0.01))
+                self._drain(conn)
+            self._ack_replies()
 
     def _wait_while(self, conn: Any, publisher: _Publisher, busy: Callable[[], bool]) -> None:
         """Take confirms and replies while `busy()`; nacked calls are published again."""
         while True:
-            for task_id in publisher.refused:  # nacked by RabbitMQ: send again
+            again = [task_id for task_id in publisher.refused if task_id in self.in_flight]
+            publisher.refused = []
+            if again:  # nacked by RabbitMQ: send again, after a pause if it keeps refusing
+                time.sleep(min(0.05 * self.report.republished / max(len(again), 1), 1.0))
+            for task_id in again:
                 self.report.republished += 1
                 self._publish(publisher, task_id)
-            publisher.refused = []
             if not busy():
                 return
             if self.left(1.0) <= 0:
                 raise _Deadline
-            with contextlib.suppress(TimeoutError):  # a quiet second is not a lost broker
-                conn.drain_events(timeout=max(self.left(1.0), 0.01))
+            self._drain(conn)
+
+    def _drain(self, conn: Any) -> None:
+        """Take what the broker sent within a second; keep the connection's heartbeat."""
+        with contextlib.suppress(TimeoutError):  # a quiet second is not a lost broker
+            conn.drain_events(timeout=max(self.left(1.0), 0.01))
+        conn.heartbeat_check()
+        if self.unacked and time.monotonic() - self.acked_at > 0.5:
+            self._ack_replies()
+
+    def _ack_replies(self) -> None:
+        """Acknowledge every reply taken so far, in one frame."""
+        if self.unacked is not None:
+            self.unacked.ack(multiple=True)
+            self.unacked, self.acked_at = None, time.monotonic()
 
     def _publish(self, publisher: _Publisher, task_id: str) -> None:
         """One Celery protocol-2 task message, built from a template made by Celery once."""
@@ -407,6 +436,10 @@ class _Stream:
                           self.queue.exchange.name, self.queue.routing_key)
 
     def _on_reply(self, body: Any, message: Any) -> None:
+        self.unacked = message  # acknowledged in bulk, with every reply before it
+        self.replies += 1
+        if self.replies % REPLY_ACK_EVERY == 0:
+            self._ack_replies()
         if not isinstance(body, dict):
             return
         task_id, status = body.get("task_id"), body.get("status")

@@ -200,17 +200,42 @@ def _check_simple(cls: type[Contract], args: Sequence[Any]) -> list[Any] | None:
     checked: list[Any] = []
     text = 0
     for kind, value in zip(types, args, strict=True):
-        actual = type(value)
-        if actual is kind and kind is not float:
-            text += len(value) if kind is str else 0
-            checked.append(value)
-        elif kind is float and actual is float and math.isfinite(value):
-            checked.append(value)
-        elif kind is float and actual is int and -(2**53) < value < 2**53:  # exact as float
-            checked.append(float(value))
-        else:
+        plain = _plain_value(kind, value)
+        if plain is _UNSURE:
             return None
-    return checked if text * 8 < MAX_MESSAGE_BYTES else None
+        text += len(value) if kind is str else 0
+        checked.append(plain)
+    # JSON writes a character in 12 bytes at most (a surrogate pair, escaped).
+    return checked if text * 12 + 64 * len(checked) < MAX_MESSAGE_BYTES else None
+
+
+_UNSURE = object()
+
+
+def _plain_value(kind: type, value: Any) -> Any:
+    """`value` as the full check would return it, or _UNSURE (then the full check runs)."""
+    actual = type(value)
+    if kind is str:
+        plain = actual is str and (value.isascii() or _is_plain_unicode(value))
+        return value if plain else _UNSURE
+    if kind is float:
+        if actual is float and math.isfinite(value):
+            return value
+        if actual is int and -(2**53) < value < 2**53:  # exact as a float
+            return float(value)
+        return _UNSURE
+    if actual is kind and (kind is bool or -(2**63) <= value < 2**63):
+        return value
+    return _UNSURE
+
+
+def _is_plain_unicode(text: str) -> bool:
+    """No surrogates, which JSON and UTF-8 would not carry as they are."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_call(
@@ -252,7 +277,11 @@ def check_call(
     checked = list(bound.args), dict(bound.kwargs)
     if wire:
         return checked
-    size = len(json.dumps(checked, separators=(",", ":")))
+    try:
+        size = len(json.dumps(checked, separators=(",", ":")))
+    except ValueError as exc:  # an int too long for text (Python caps it at 4,300 digits)
+        raise BadArguments(
+            f"{describe(cls)}: the arguments cannot be sent as JSON: {exc}") from None
     if size > MAX_MESSAGE_BYTES:
         raise BadArguments(
             f"{describe(cls)}: the arguments take {size} bytes as JSON, over the "

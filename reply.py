@@ -3,7 +3,9 @@
 Celery's rpc backend declares its reply queue before every task it sends, because kombu
 does not remember declarations of auto-delete queues: about half a millisecond per
 `delay()`. This backend declares it once per channel and again after `REDECLARE_AFTER`
-seconds (the queue expires when unused for `result_expires`), and is otherwise Celery's.
+seconds, and is otherwise Celery's. Its reply queue is not auto-delete: if the process's
+result consumer loses its connection, the queue (and any result in it) stays until the
+consumer is back; RabbitMQ deletes it once unused for `result_expires`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ class ReplyQueueBackend(RPCBackend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._declared: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    @property
+    def binding(self) -> Any:
+        return self.Queue(self.oid, self.exchange, self.oid, durable=True, auto_delete=False,
+                          expires=self.expires)
 
     def on_task_call(self, producer: Any, task_id: str) -> None:
         if task_join_will_block():  # a prefork child: the parent declared it

@@ -135,20 +135,20 @@ def _resolve_aliases(values: dict[str, str]) -> dict[str, str]:
     return resolved
 
 
-def _broker_parts(url: str, user: str, password: str,
-                  vhost: str) -> tuple[str, int, str, str, str]:
-    """Host, port, user, password and vhost named by an amqp(s):// URL."""
+def _broker_parts(url: str) -> tuple[str, int, str, str, str]:
+    """Host, port, user, password and vhost an amqp(s):// URL names, with kombu's defaults
+    (guest, guest, /) for what it leaves out; of a failover list (`a;b`), the first."""
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(url.split(";", 1)[0])
         port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
     except ValueError as exc:
         raise ConfigError(f"CELERY_BROKER_URL is malformed: {exc}") from None
     if not parts.hostname:
         raise ConfigError("CELERY_BROKER_URL must name a host, such as amqp://user@host:5672/")
     return (parts.hostname, port,
-            unquote(parts.username) if parts.username is not None else user,
-            unquote(parts.password) if parts.password is not None else password,
-            unquote(parts.path[1:]) if len(parts.path) > 1 else vhost)
+            unquote(parts.username) if parts.username is not None else "guest",
+            unquote(parts.password) if parts.password is not None else "guest",
+            unquote(parts.path[1:]) if len(parts.path) > 1 else "/")
 
 
 def _number(name: str, text: str, *, low: float, high: float, integer: bool) -> float:
@@ -223,7 +223,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     if raw["CELERY_BROKER_URL"] and scheme != "filesystem":
         # The URL wins: messages, redaction and TLS host checks use what it names.
-        host, port, user, password, vhost = _broker_parts(broker_url, user, password, vhost)
+        host, port, user, password, vhost = _broker_parts(broker_url)
     fs_dir = raw["BROKER_FILESYSTEM_DIR"]
     if scheme == "filesystem" and not fs_dir:
         raise ConfigError("BROKER_FILESYSTEM_DIR must name a folder when the broker is filesystem://")
@@ -233,7 +233,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     delivery_limit = int(_number("CELERY_TASKS_DELIVERY_LIMIT", raw["CELERY_TASKS_DELIVERY_LIMIT"],
                                  low=1, high=1000, integer=True))
     backend = raw["CELERY_RESULT_BACKEND"] or "rpc://"
-    scheme = backend.partition("://")[0].lower()
+    scheme, separator, rest = backend.partition("://")
+    scheme = scheme.lower()
+    backend = scheme + separator + rest  # RPC:// is rpc://, for every check after this
     if "://" not in backend or scheme.split("+")[0] not in RESULT_BACKEND_SCHEMES:
         raise ConfigError(
             "CELERY_RESULT_BACKEND must be a URL such as rpc://, redis://host:6379/0 or "

@@ -53,6 +53,7 @@ def test_a_bad_call_is_refused_with_the_signature(args: tuple, kwargs: dict, mes
 
 @pytest.mark.parametrize("call", [
     (1, 2, 3), (1, 2, True), (1, 2, 3.0), (1, 2, "3"), (1, 2), (1, 2, 3, 4), (0, -5, 2**70),
+    (1, 1, 10**5000),
 ])
 def test_the_plain_call_shortcut_agrees_with_the_full_check(call: tuple) -> None:
     """check_call skips pydantic for plain int/float/str/bool calls: same answer either way."""
@@ -67,15 +68,17 @@ def test_the_shortcut_agrees_for_floats(call: tuple) -> None:
     _assert_same_verdict(DivideTask, call)
 
 
-@pytest.mark.parametrize("call", [(0.5, "x"), (1, "é" * 10), (0.5, "x" * 2_000_000), (0.5, 3)])
-def test_the_shortcut_agrees_for_text(call: tuple) -> None:
-    _assert_same_verdict(SleepEchoTask, call)
+@pytest.mark.parametrize("call", [(0.5, "x"), (1, "é" * 10), (0.5, "x" * 2_000_000), (0.5, 3),
+                                  (0.5, "a\udc80"), (0.5, "\ud83d\ude00"), (0.5, "😀")])
+@pytest.mark.parametrize("wire", [False, True])
+def test_the_shortcut_agrees_for_text(call: tuple, wire: bool) -> None:
+    _assert_same_verdict(SleepEchoTask, call, wire)
 
 
-def _assert_same_verdict(cls: type, call: tuple) -> None:
+def _assert_same_verdict(cls: type, call: tuple, wire: bool = False) -> None:
     def verdict(args: Any) -> Any:
         try:
-            return check_call(cls, args, {})
+            return check_call(cls, args, {}, wire=wire)
         except BadArguments as exc:
             return str(exc)
 

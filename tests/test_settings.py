@@ -96,7 +96,12 @@ def test_a_broker_url_names_the_host_port_and_password_used_everywhere(
     assert s.tls_options()["server_hostname"] == "mq.example"
     assert "s@cret" not in s.redact("auth failed for s@cret") and "s%40cret" not in s.redact(
         f"cannot reach {s.broker_url}")
-    assert load_settings({"CELERY_BROKER_URL": "amqp://h"}).broker_address == "h:5672"
+    bare = load_settings({"CELERY_BROKER_URL": "amqp://h", "RABBITMQ_VHOST": "prod",
+                          "RABBITMQ_USER": "bob"})
+    assert (bare.broker_address, bare.rabbitmq_user, bare.rabbitmq_vhost) == ("h:5672", "guest",
+                                                                              "/")  # as kombu
+    failover = load_settings({"CELERY_BROKER_URL": "amqp://a:1//;amqp://b:2//"})
+    assert (failover.broker_address, failover.rabbitmq_vhost) == ("a:1", "/")
     with pytest.raises(ConfigError, match="CELERY_BROKER_URL must name a host"):
         load_settings({"CELERY_BROKER_URL": "amqp:///vhost"})
 
@@ -181,3 +186,5 @@ def test_a_result_backend_error_hides_the_password() -> None:
                                  "db+postgresql+psycopg://u@h/db", "db+sqlite:///r.db"])
 def test_the_result_backends_celery_knows_are_accepted(url: str) -> None:
     assert load_settings({"CELERY_RESULT_BACKEND": url}).result_backend == url
+    assert load_settings({"CELERY_RESULT_BACKEND": url.upper()[:5] + url[5:]}
+                         ).result_backend.startswith(url.split("://")[0] + "://")
