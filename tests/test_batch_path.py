@@ -58,6 +58,10 @@ def test_a_broker_that_stops_confirming_is_a_timeout_not_a_lost_broker(
                               "20", "--timeout", "4"], cwd=PRODUCER_DIR,
                              env=clean_env(broker_env), capture_output=True, text=True,
                              timeout=120)
+        no_wait = subprocess.run([sys.executable, "-m", "producer", "divide", "1", "2",
+                                  "--count", "20", "--no-wait", "--timeout", "3"],
+                                 cwd=PRODUCER_DIR, env=clean_env(broker_env),
+                                 capture_output=True, text=True, timeout=120)
     finally:
         subprocess.run(["rabbitmqctl", "set_vm_memory_high_watermark", "0.4"], check=True,
                        capture_output=True, timeout=60)
@@ -65,6 +69,9 @@ def test_a_broker_that_stops_confirming_is_a_timeout_not_a_lost_broker(
     assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
     assert "20 of 20 divide results did not arrive within 4 s" in out.stderr
     assert "RabbitMQ never confirmed 20 of them" in out.stderr
+    assert no_wait.returncode == 6, no_wait.stderr  # not "sent": nothing was confirmed
+    assert "RabbitMQ confirmed 0 of 20 divide tasks within 3 s" in no_wait.stderr
+    assert no_wait.stdout == ""
 
 
 STREAM_SCRIPT = """

@@ -8,6 +8,8 @@ import socket
 import sys
 from dataclasses import dataclass
 
+from celery.signals import celeryd_after_setup
+
 from celery_tasks.broker import wait_for_broker
 from celery_tasks.cli import OneLineParser, exit_codes_epilog, positive_int
 from celery_tasks.contract import check_implementation, describe
@@ -124,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     defaults = defaults_of(impl)
     pool = args.pool or defaults.pool
     if pool not in LIMITED_POOLS:
-        print(f"consumer: note: the {pool} pool does not enforce time limits "
-              f"(soft {impl.soft_time_limit:g} s, hard {impl.time_limit:g} s); "
-              "--pool prefork does", file=sys.stderr)
+        note = (f"consumer: note: the {pool} pool does not enforce time limits "
+                f"(soft {impl.soft_time_limit:g} s, hard {impl.time_limit:g} s); "
+                "--pool prefork does")
+        # Said once the worker is set up, so that an error before it stays one line.
+        celeryd_after_setup.connect(lambda *_, **__: print(note, file=sys.stderr), weak=False)
     argv_worker = [
         "worker",
         f"--loglevel={args.loglevel}",

@@ -219,11 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     check_result_backend(task.app)
     declare_topology(task.app)
     if args.no_wait:
-        ids = publish_count(task, call, args.count, args.timeout)
+        ids, missing = publish_count(task, call, args.count, args.timeout)
         if args.json:
-            _print_json({"task": task.name, "ids": ids})
-        else:
+            _print_json({"task": task.name, "ids": ids, "unconfirmed": missing})
+        elif ids:
             print("\n".join(ids))
+        if missing:  # the ids printed are queued; these may not be
+            raise TaskTimeout(
+                f"RabbitMQ confirmed {len(ids)} of {args.count} {task.name} tasks within "
+                f"{args.timeout:g} s (their ids are printed); the other {missing} may not be "
+                "queued (is it under a resource alarm? see rabbitmqctl status)")
         return EXIT_OK
     if args.count > 1:
         return _batch(task, call, args)
