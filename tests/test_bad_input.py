@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from harness.processes import run_producer
@@ -54,3 +56,26 @@ def test_the_depth_check_sees_a_published_task(broker: Broker, broker_env: dict[
     out = run_producer("divide", "1", "2", "--timeout", "0.5", env=broker_env)
     assert out.returncode == 6
     assert broker.depth("divide") == 1
+
+
+def test_a_user_without_configure_permission_gets_one_line_and_exit_7(
+    broker: Broker, broker_env: dict[str, str]
+) -> None:
+    """RabbitMQ refuses to declare the task's queue (403): a setting to fix, not a traceback."""
+    vhost = broker_env["RABBITMQ_VHOST"]
+    ctl = ["rabbitmqctl", "-q"]
+    subprocess.run([*ctl, "delete_user", "celery_tasks_limited"], capture_output=True, timeout=60)
+    subprocess.run([*ctl, "add_user", "celery_tasks_limited", "limited-pw"], check=True,
+                   capture_output=True, timeout=60)
+    try:
+        subprocess.run([*ctl, "set_permissions", "-p", vhost, "celery_tasks_limited", "^$", ".*",
+                        ".*"], check=True, capture_output=True, timeout=60)
+        out = run_producer("divide", "1", "2", env={
+            **broker_env, "RABBITMQ_USER": "celery_tasks_limited",
+            "RABBITMQ_PASSWORD": "limited-pw"})
+    finally:
+        subprocess.run([*ctl, "delete_user", "celery_tasks_limited"], capture_output=True,
+                       timeout=60)
+    assert out.returncode == 7, out.stderr
+    assert out.stderr.startswith("error: RabbitMQ refused to declare queue 'divide'")
+    assert len(out.stderr.strip().splitlines()) == 1 and "ACCESS_REFUSED" in out.stderr
