@@ -149,49 +149,63 @@ def _shortstr(text: str) -> bytes:
     return bytes([len(data)]) + data
 
 
-class _Publisher:
-    """One channel in confirm mode; tracks which messages RabbitMQ has confirmed.
+class _Confirms:
+    """The messages of one channel that RabbitMQ has not confirmed yet, by delivery tag.
 
     Delivery tags grow by one per message, so confirms settle from the front of a queue:
-    each message is settled once, whatever the window size.
+    each message is settled once, whatever the window size, and nothing stays behind.
     """
+
+    def __init__(self) -> None:
+        self.pending: dict[int, str] = {}  # delivery tag -> task id
+        self.order: deque[int] = deque()  # the pending tags (and some settled), ascending
+        self.next_tag = 1
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def add(self, task_id: str) -> None:
+        """Record the next message, before it is published: its confirm may come at once."""
+        self.pending[self.next_tag] = task_id
+        self.order.append(self.next_tag)
+        self.next_tag += 1
+
+    def settle(self, tag: int, multiple: bool) -> list[str]:
+        """The task ids a confirm (or nack) of `tag` settles."""
+        if not multiple:
+            settled = [self.pending.pop(tag)] if tag in self.pending else []
+        else:
+            settled = []
+            while self.order and self.order[0] <= tag:
+                task_id = self.pending.pop(self.order.popleft(), None)
+                if task_id is not None:
+                    settled.append(task_id)
+        while self.order and self.order[0] not in self.pending:  # keep `order` short
+            self.order.popleft()
+        return settled
+
+
+class _Publisher:
+    """One channel in confirm mode; tracks which messages RabbitMQ has confirmed."""
 
     def __init__(self, conn: Any, confirmed: set[str]) -> None:
         self.channel = conn.channel()
         self.channel.confirm_select()
-        self.pending: dict[int, str] = {}  # delivery tag -> task id
-        self.order: deque[int] = deque()  # delivery tags in publish order
-        self.next_tag = 1
+        self.confirms = _Confirms()
         self.refused: list[str] = []
         self.confirmed = confirmed  # the stream's set of unconfirmed calls, emptied here
         self.channel.events["basic_ack"].add(self._on_ack)
         self.channel.events["basic_nack"].add(self._on_nack)
 
-    def _settle(self, tag: int, multiple: bool) -> list[str]:
-        if not multiple:
-            settled_one = [self.pending.pop(tag)] if tag in self.pending else []
-            while self.order and self.order[0] not in self.pending:  # keep `order` short
-                self.order.popleft()
-            return settled_one
-        settled = []
-        while self.order and self.order[0] <= tag:
-            index = self.pending.pop(self.order.popleft(), None)
-            if index is not None:
-                settled.append(index)
-        return settled
-
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self.confirmed.difference_update(self._settle(delivery_tag, multiple))
+        self.confirmed.difference_update(self.confirms.settle(delivery_tag, multiple))
 
     def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
-        self.refused.extend(self._settle(delivery_tag, multiple))
+        self.refused.extend(self.confirms.settle(delivery_tag, multiple))
 
     def publish(self, task_id: str, message: amqp.Message, exchange: str,
                 routing_key: str) -> None:
-        tag = self.next_tag
-        self.pending[tag] = task_id  # before publishing: the ack may come at once
-        self.order.append(tag)
-        self.next_tag += 1
+        self.confirms.add(task_id)
         self.channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
 
 
@@ -374,9 +388,9 @@ class _Stream:
             self.report.republished += len(again)
             for task_id in again:  # unconfirmed when the last connection dropped
                 self._publish(publisher, task_id)
-                self._wait_while(conn, publisher, lambda: len(publisher.pending) >= WINDOW)
+                self._wait_while(conn, publisher, lambda: len(publisher.confirms) >= WINDOW)
             while not (self.report.exhausted or self.refused):
-                self._wait_while(conn, publisher, lambda: len(publisher.pending) >= WINDOW or (
+                self._wait_while(conn, publisher, lambda: len(publisher.confirms) >= WINDOW or (
                     self.max_in_flight is not None and len(self.in_flight) >= self.max_in_flight))
                 try:
                     item = next(self.items, None)
@@ -392,7 +406,7 @@ class _Stream:
                 self.taken += 1
                 self.report.sent += 1
                 self._publish(publisher, task_id)
-            self._wait_while(conn, publisher, lambda: bool(publisher.pending or publisher.refused))
+            self._wait_while(conn, publisher, lambda: bool(publisher.confirms or publisher.refused))
             self.report.published_in = (self.report.published_in
                                         or time.perf_counter() - self.started)
             while self.wait and self.rpc and self.in_flight and self.left(1.0) > 0:
