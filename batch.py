@@ -45,6 +45,8 @@ REPLY_PREFETCH = 2000
 REPLY_ACK_EVERY = 500
 #: Calls published but without an outcome yet that `send_stream` allows (with `rpc://`).
 MAX_IN_FLIGHT = 10_000
+#: Seconds to wait before publishing again what RabbitMQ refused (nack).
+NACK_PAUSE = 0.1
 #: Seconds to wait for RabbitMQ to acknowledge closing the batch's connection.
 CLOSE_TIMEOUT = 2.0
 #: How long an unused reply queue lives after its producer left (RabbitMQ x-expires).
@@ -72,17 +74,12 @@ class StreamOutcome:
 
 
 @dataclass
-class BatchOutcome:
-    """What became of each call, in order: ('SUCCESS'|'FAILURE', value) or None (pending)."""
+class BatchOutcome(StreamOutcome):
+    """A stream of a list: also what became of each call, in order, as
+    ('SUCCESS'|'FAILURE', value), or None (pending)."""
 
-    task_ids: list[str]
-    outcomes: list[tuple[str, Any] | None]
-    published_in: float = 0.0
-    republished: int = 0
-    elapsed: float = 0.0
-    errors: list[str] = field(default_factory=list)
-    #: Calls RabbitMQ never confirmed by the deadline: they may not be queued at all.
-    unconfirmed_ids: list[str] = field(default_factory=list)
+    task_ids: list[str] = field(default_factory=list)
+    outcomes: list[tuple[str, Any] | None] = field(default_factory=list)
 
 
 def supports_batch_path(app: Any) -> bool:
@@ -232,11 +229,8 @@ def send_batch(
             on_outcome(task_id, status, value)
 
     items = ((task_id, a, k) for task_id, (a, k) in zip(ids, checked, strict=True))
-    stream = _Stream(task, items, timeout, settled, max_in_flight=None)
-    stream.started = started
-    done = stream.run()
-    return BatchOutcome(ids, outcomes, done.published_in, done.republished, done.elapsed,
-                        done.errors, done.unconfirmed_ids)
+    done = _Stream(task, items, timeout, settled, max_in_flight=None, started=started).run()
+    return BatchOutcome(**vars(done), task_ids=ids, outcomes=outcomes)
 
 
 def send_stream(
@@ -303,8 +297,9 @@ class _Stream:
 
     def __init__(self, task: Any, items: Iterator[tuple[str, Sequence[Any], Mapping[str, Any]]],
                  timeout: float | None, on_settled: OnSettled,
-                 max_in_flight: int | None, wait: bool = True) -> None:
-        self.started = time.perf_counter()
+                 max_in_flight: int | None, wait: bool = True,
+                 started: float | None = None) -> None:
+        self.started = time.perf_counter() if started is None else started
         self.task, self.app, self.on_settled = task, task.app, on_settled
         self.items, self.taken = items, 0
         self.wait = wait
@@ -418,8 +413,8 @@ class _Stream:
         while True:
             again = [task_id for task_id in publisher.refused if task_id in self.in_flight]
             publisher.refused = []
-            if again:  # nacked by RabbitMQ: send again, after a pause if it keeps refusing
-                time.sleep(min(0.05 * self.report.republished / max(len(again), 1), 1.0))
+            if again:  # nacked by RabbitMQ: send again, after a pause
+                time.sleep(NACK_PAUSE)
             for task_id in again:
                 self.report.republished += 1
                 self._publish(publisher, task_id)
@@ -476,12 +471,25 @@ class _Stream:
         """A durable result backend: results are read from it, not from a reply queue."""
         results = [self.task.AsyncResult(task_id) for task_id in self.in_flight]
         with contextlib.suppress(CeleryTimeoutError):
-            if results and results[0].backend.supports_native_join:
-                for task_id, meta in ResultSet(results).iter_native(
-                        timeout=self.left(3600.0) if self.deadline else None, interval=0.05):
-                    self._settle(task_id, meta["status"], meta["result"])
-                return
-            for result in results:  # e.g. the database backend: one result at a time
-                value = result.get(timeout=max(self.left(3600.0), 0.01) if self.deadline
-                                   else None, propagate=False, interval=0.05)
-                self._settle(result.id, result.state, value)
+            for task_id, status, value in collect_results(
+                    results, self.left(3600.0) if self.deadline else None):
+                self._settle(task_id, status, value)
+
+
+def collect_results(results: Sequence[Any],
+                    timeout: float | None) -> Iterator[tuple[str, str, Any]]:
+    """(task id, status, value) of Celery results as they arrive, within `timeout` (None:
+    forever); raises Celery's TimeoutError at the deadline. Backends that cannot join
+    natively (the database one) are read one result at a time."""
+    if not results:
+        return
+    if results[0].backend.supports_native_join:
+        for task_id, meta in ResultSet(list(results)).iter_native(timeout=timeout,
+                                                                  interval=0.05):
+            yield task_id, meta["status"], meta["result"]
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for result in results:
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.01)
+        value = result.get(timeout=left, propagate=False, interval=0.05)
+        yield result.id, result.state, value
