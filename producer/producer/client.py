@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
-from celery.result import AsyncResult, ResultSet
+from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
-from celery_tasks.batch import send_batch, send_stream, supports_batch_path
+from celery_tasks.batch import (
+    collect_results,
+    send_batch,
+    send_stream,
+    supports_batch_path,
+)
 from celery_tasks.contract import check_call
 from celery_tasks.errors import REMOTE_ERRORS, BrokerUnreachable, TaskFailed, TaskTimeout
 
@@ -59,6 +64,10 @@ class Outcome:
         }
 
 
+#: Failed outcomes a report prints (and a `--count` report keeps).
+MAX_FAILURES_KEPT = 20
+
+
 @dataclass
 class BatchReport:
     """The outcomes of a batch, in the order the calls were given, and its timing."""
@@ -71,36 +80,17 @@ class BatchReport:
     unconfirmed_ids: list[str] = field(default_factory=list)
 
     @property
-    def succeeded(self) -> int:
-        return sum(1 for o in self.outcomes if o is not None and o.ok)
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for o in self.outcomes if o is not None and not o.ok)
-
-    @property
     def pending_ids(self) -> list[str]:
         return [self.task_ids[i] for i, o in enumerate(self.outcomes) if o is None]
 
-    @property
-    def rate(self) -> float:
-        done = self.succeeded + self.failed
-        return done / self.elapsed if self.elapsed > 0 else 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        errors = [o.as_json() for o in self.outcomes if o is not None and not o.ok]
-        return {
-            "task": self.task_name,
-            "count": len(self.outcomes),
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "pending": len(self.pending_ids),
-            "pending_ids": self.pending_ids,
-            "unconfirmed_ids": self.unconfirmed_ids,
-            "elapsed_s": round(self.elapsed, 4),
-            "tasks_per_s": round(self.rate, 2),
-            "errors": errors[:20],
-        }
+    def summary(self) -> CountReport:
+        """Counts, rate and `--json` form, as `--count` reports them."""
+        report = CountReport(self.task_name, len(self.outcomes), pending_ids=self.pending_ids,
+                             unconfirmed_ids=self.unconfirmed_ids, elapsed=self.elapsed)
+        for outcome in self.outcomes:
+            if outcome is not None:
+                report.add(outcome)
+        return report
 
 
 @dataclass
@@ -121,14 +111,12 @@ class CountReport:
     unsent: int = 0  # calls never published: the deadline came first
     elapsed: float = 0.0
 
-    MAX_FAILURES_KEPT = 20
-
     def add(self, outcome: Outcome) -> None:
         if outcome.ok:
             self.succeeded += 1
             return
         self.failed += 1
-        if len(self.failures) < self.MAX_FAILURES_KEPT:
+        if len(self.failures) < MAX_FAILURES_KEPT:
             self.failures.append(outcome)
 
     @property
@@ -159,6 +147,8 @@ def send_count(task: Any, call: Call, count: int, timeout: float | None,
     With RabbitMQ and `rpc://` (send_stream) memory stays flat whatever `count`; with a
     durable result backend every task id is kept to read its result.
     """
+    if not supports_batch_path(task.app):  # the embedded broker: Celery's own path
+        return send_many(task, [call] * count, timeout, on_outcome).summary()
     report = CountReport(task.name, count)
 
     def settled(outcome: Outcome) -> None:
@@ -166,10 +156,6 @@ def send_count(task: Any, call: Call, count: int, timeout: float | None,
         if on_outcome is not None:
             on_outcome(outcome)
 
-    if not supports_batch_path(task.app):  # the embedded broker: Celery's own path
-        batch = send_many(task, [call] * count, timeout, settled)
-        report.pending_ids, report.elapsed = batch.pending_ids, batch.elapsed
-        return report
     try:
         stream = send_stream(
             task, itertools.repeat(call, count), timeout,
@@ -223,22 +209,6 @@ def send(
         raise _broker_lost(exc) from None
 
 
-def _collect(results: list[AsyncResult], timeout: float | None) -> Iterator[tuple[str, Outcome]]:
-    """Yield (task id, outcome) as results arrive; raises CeleryTimeoutError at the deadline."""
-    if not results:
-        return
-    backend = results[0].backend
-    if backend.supports_native_join:
-        for task_id, meta in ResultSet(results).iter_native(timeout=timeout, interval=0.05):
-            yield task_id, Outcome.from_state(task_id, meta["status"], meta["result"])
-        return
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for result in results:
-        left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
-        value = result.get(timeout=left, propagate=False, interval=0.05)
-        yield result.id, Outcome.from_state(result.id, result.state, value)
-
-
 def send_many(
     task: Any,
     calls: Iterable[Call],
@@ -266,7 +236,8 @@ def send_many(
         report.outcomes = [None] * len(results)
         index = {r.id: i for i, r in enumerate(results)}
         try:
-            for task_id, outcome in _collect(results, timeout):
+            for task_id, status, value in collect_results(results, timeout):
+                outcome = Outcome.from_state(task_id, status, value)
                 report.outcomes[index[task_id]] = outcome
                 if on_outcome is not None:
                     on_outcome(outcome)
