@@ -133,6 +133,38 @@ class _MessageFactory:
         return _Prepared(body, properties)
 
 
+def message_factory(task: Any, reply_to: str | None) -> _MessageFactory:
+    """The messages of `task`, replying to `reply_to`: Celery builds one message, whose
+    headers and embedded options every message reuses."""
+    template, props, (_, _, embed), _ = task.app.amqp.create_task_message(
+        "template", task.name, (), {}, reply_to=reply_to,
+        time_limit=task.time_limit, soft_time_limit=task.soft_time_limit)
+    return _MessageFactory({**template, **contract_headers(type(task).contract)},
+                           props.get("reply_to") or "", embed)
+
+
+def reply_outcome(app: Any, body: Any) -> tuple[str, str, Any] | None:
+    """(task id, status, value) of a final `rpc://` reply; None for anything else (a
+    progress state, a body that is not a result). An error comes back as an exception."""
+    if not isinstance(body, dict):
+        return None
+    task_id, status = body.get("task_id"), body.get("status")
+    if task_id is None or status not in states.READY_STATES:
+        return None
+    value = body.get("result")
+    if status != states.SUCCESS:
+        value = app.backend.exception_to_python(value)
+    return str(task_id), str(status), value
+
+
+def reply_queue() -> Queue:
+    """A producer's own reply queue: durable, so that replies outlive a lost connection,
+    and gone on its own once unused for REPLY_QUEUE_TTL_MS."""
+    return Queue(f"celery_tasks.reply.{uuid.uuid4()}", Exchange(""), durable=True,
+                 auto_delete=False, queue_arguments={"x-expires": REPLY_QUEUE_TTL_MS,
+                                                     "x-queue-type": "classic"})
+
+
 def _text_item(key: bytes, text: str) -> bytes:
     """One table entry holding text, encoded as py-amqp does: key, 'S', length, UTF-8."""
     data = text.encode("utf-8", "surrogatepass")
@@ -312,19 +344,10 @@ class _Stream:
         self.refused: BadArguments | None = None  # a bad call ended the stream
         self.unacked: Any = None  # the last reply taken and not yet acknowledged
         self.replies, self.acked_at = 0, time.monotonic()
-        self.reply = Queue(f"celery_tasks.reply.{uuid.uuid4()}", Exchange(""), durable=True,
-                           auto_delete=False,
-                           queue_arguments={"x-expires": REPLY_QUEUE_TTL_MS,
-                                            "x-queue-type": "classic"})
+        self.reply = reply_queue()
         self.queue = self.app.amqp.queues[task.name]
         self.deadline = None if timeout is None else time.monotonic() + timeout
-        # Celery builds one message; the stream reuses its headers and embedded options.
-        template, props, (_, _, embed), _ = self.app.amqp.create_task_message(
-            "template", task.name, (), {},
-            reply_to=self.reply.name if self.rpc and wait else None,
-            time_limit=task.time_limit, soft_time_limit=task.soft_time_limit)
-        self.messages = _MessageFactory({**template, **contract_headers(type(task).contract)},
-                                        props.get("reply_to") or "", embed)
+        self.messages = message_factory(task, self.reply.name if self.rpc and wait else None)
 
     def left(self, cap: float) -> float:
         """Seconds to the deadline, at most `cap`."""
@@ -449,15 +472,9 @@ class _Stream:
         self.replies += 1
         if self.replies % REPLY_ACK_EVERY == 0:
             self._ack_replies()
-        if not isinstance(body, dict):
-            return
-        task_id, status = body.get("task_id"), body.get("status")
-        if task_id not in self.in_flight or status not in states.READY_STATES:
-            return
-        value = body.get("result")
-        if status != states.SUCCESS:
-            value = self.app.backend.exception_to_python(value)
-        self._settle(str(task_id), str(status), value)
+        outcome = reply_outcome(self.app, body)
+        if outcome is not None:
+            self._settle(*outcome)
 
     def _settle(self, task_id: str, status: str, value: Any) -> None:
         entry = self.in_flight.pop(task_id, None)

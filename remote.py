@@ -8,7 +8,9 @@
     pending = magic.send(1, 2, 3)          # sends; pending.get() -> int later
     magic(1, 2, "3")                       # mypy: incompatible type "str"; expected "int"
 
-Calls are also checked at run time before anything is published, like `delay()`.
+Calls are also checked at run time before anything is published, like `delay()`. A call
+that waits (`magic(1, 2, 3)`) takes the single-call path on RabbitMQ with `rpc://`: a
+connection per thread, kept open (celery_tasks.caller).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
+from .caller import call, supports_single_call_path
 from .contract import Contract
 from .errors import REMOTE_ERRORS, TaskFailed, TaskTimeout
 
@@ -43,11 +46,16 @@ class Pending(Generic[R]):
             value = self.result.get(timeout=wait, propagate=False, interval=0.05)
         except CeleryTimeoutError:
             raise TaskTimeout(f"no result for {self.name}[{self.id}] within {wait} s") from None
-        if self.result.state != "SUCCESS":
-            kind = type(value).__name__
-            error = REMOTE_ERRORS.get(kind, TaskFailed)
-            raise error(f"task {self.name}[{self.id}] raised {kind}: {value}")
-        return value
+        return _unwrap(self.name, self.id, self.result.state, value)
+
+
+def _unwrap(name: str, task_id: str, status: str, value: Any) -> Any:
+    """The value of a successful task; the task's error as TaskFailed (or a contract error)."""
+    if status != "SUCCESS":
+        kind = type(value).__name__
+        error = REMOTE_ERRORS.get(kind, TaskFailed)
+        raise error(f"task {name}[{task_id}] raised {kind}: {value}")
+    return value
 
 
 class Remote(Generic[P, R]):
@@ -64,8 +72,13 @@ class Remote(Generic[P, R]):
         return Pending(self.task.apply_async(args, kwargs), self.task.name, self.timeout)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Publish one call and wait for its result."""
-        return self.send(*args, **kwargs).get()
+        """Publish one call and wait for its result (on RabbitMQ with `rpc://`, through the
+        single-call path: celery_tasks.caller)."""
+        if not supports_single_call_path(self.task.app):
+            return self.send(*args, **kwargs).get()
+        task_id, status, value = call(self.task, args, kwargs, self.timeout)
+        result: R = _unwrap(self.task.name, task_id, status, value)
+        return result
 
 
 def remote(run: Callable[Concatenate[Any, P], R], *, timeout: float | None = 60.0

@@ -1,0 +1,202 @@
+"""The single-call path: one call, one result, on a connection each thread keeps.
+
+Celery's `delay().get()` takes a connection and a producer from its pools, awaits the
+publisher confirm before it starts waiting for the result, and goes through its result
+machinery. Here each thread keeps one connection (its `_Line`) with a channel in confirm
+mode and its own durable reply queue: a call publishes one task message (the batch path's
+`_MessageFactory`) and then takes the confirm and the reply as they come, in either order.
+
+Nothing is lost on the way: a call is published again if its connection drops before
+RabbitMQ confirmed it, or if RabbitMQ refuses it (nack); a reply sent while the
+connection was down waits in the durable reply queue. At-least-once: a task may run twice.
+
+Used by `remote(...)` calls and `python -m producer TASK ARGS` when the broker is
+RabbitMQ and results come back by `rpc://`; otherwise Celery's own path runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kombu import Consumer
+
+from .batch import (
+    NACK_PAUSE,
+    _BoundedClose,
+    _Confirms,
+    _MessageFactory,
+    message_factory,
+    reply_outcome,
+    reply_queue,
+    supports_batch_path,
+)
+from .contract import check_call
+from .errors import BrokerUnreachable, TaskTimeout
+from .topology import declare_topology
+
+#: Seconds between reconnection attempts while a call's deadline allows.
+RECONNECT_PAUSE = 0.5
+
+
+def supports_single_call_path(app: Any) -> bool:
+    """RabbitMQ (publisher confirms) with `rpc://` results; other setups use Celery's path."""
+    return supports_batch_path(app) and str(app.conf.result_backend).startswith("rpc")
+
+
+def call(task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
+         timeout: float | None) -> tuple[str, str, Any]:
+    """Check one call against the contract, publish it and wait up to `timeout` seconds
+    (None: forever) for its outcome: (task id, status, value), with the task's error as
+    the value of a failure.
+
+    Raises `BadArguments` before anything is published, `TaskTimeout` at the deadline and
+    `BrokerUnreachable` if RabbitMQ stays away past it with the call unconfirmed.
+    """
+    args, kwargs = check_call(type(task).contract, args, kwargs)
+    return _line(task.app).call(task, args, kwargs, timeout)
+
+
+_lines = threading.local()
+
+
+def _line(app: Any) -> _Line:
+    """This thread's line to `app`'s broker (a forked child makes its own)."""
+    lines: dict[int, _Line] = _lines.__dict__.setdefault("by_app", {})
+    line = lines.get(id(app))
+    if line is None or line.pid != os.getpid() or line.app is not app:
+        line = lines[id(app)] = _Line(app)
+    return line
+
+
+class _Line:
+    """One thread's connection for single calls, reconnected when it drops."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.pid = app, os.getpid()
+        self.errors = app.connection_for_write().connection_errors
+        self.reply = reply_queue()  # the same queue across reconnections: replies wait there
+        self.factories: dict[str, _MessageFactory] = {}
+        self.conn: Any = None
+        self.declared: set[str] = set()  # task names whose queues this connection declared
+        self.confirms = _Confirms()
+        # The call under way: its id, whether RabbitMQ confirmed or refused it, its outcome.
+        self.current = ""
+        self.confirmed = self.refused = False
+        self.outcome: tuple[str, Any] | None = None
+
+    def call(self, task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
+             timeout: float | None) -> tuple[str, str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        factory = self.factories.get(task.name)
+        if factory is None:
+            factory = self.factories[task.name] = message_factory(task, self.reply.name)
+        self.current = task_id = str(uuid.uuid4())
+        self.confirmed = self.refused = False
+        self.outcome = None
+        message = factory.message(task_id, args, kwargs)
+        published = False
+        try:
+            while True:
+                try:
+                    self._connect(task.name, deadline)
+                    if not (self.confirmed or self.outcome):  # again after a lost connection
+                        self._publish(task, message)
+                        published = True
+                    status, value = self._wait(task, message, deadline)
+                    return task_id, status, value
+                except self.errors as exc:
+                    self._drop()
+                    if _left(deadline) > RECONNECT_PAUSE:
+                        time.sleep(RECONNECT_PAUSE)
+                        continue
+                    if self.confirmed:
+                        raise TaskTimeout(
+                            f"no result for {task.name}[{task_id}] within {timeout:g} s: lost "
+                            f"the broker after it confirmed the task ({exc}); the task stays "
+                            "queued and may still run") from None
+                    raise BrokerUnreachable(
+                        f"lost the broker before it confirmed {task.name}[{task_id}]"
+                        f"{'' if published else ' (never sent)'}: {exc}") from None
+                except TaskTimeout as exc:
+                    raise TaskTimeout(f"no result for {task.name}[{task_id}] within "
+                                      f"{timeout:g} s: {exc}") from None
+        finally:
+            self.current = ""  # a late reply or confirm of this call is not wanted
+
+    def _connect(self, task_name: str, deadline: float | None) -> None:
+        if self.conn is None:
+            # Confirms are taken as they come, so py-amqp must not await each one itself.
+            base = self.app.connection_for_write()
+            options = {k: v for k, v in base.transport_options.items()
+                       if k != "confirm_publish"}
+            conn = base.clone(transport_options=options)
+            conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
+                                   interval_max=2.0, timeout=max(_left(deadline, 60.0), 0.1))
+            self.conn, self.declared, self.confirms = conn, set(), _Confirms()
+            self.publisher = conn.channel()
+            self.publisher.confirm_select()
+            self.publisher.events["basic_ack"].add(self._on_ack)
+            self.publisher.events["basic_nack"].add(self._on_nack)
+            replies = conn.channel()
+            Consumer(replies, [self.reply], callbacks=[self._on_reply], no_ack=False,
+                     accept=["json"]).consume()
+        else:
+            self.conn.heartbeat_check()  # a connection the broker dropped while idle
+        if task_name not in self.declared:  # a producer may come before any worker
+            declare_topology(self.app, [task_name], self.conn)
+            self.declared.add(task_name)
+
+    def _publish(self, task: Any, message: Any) -> None:
+        queue = self.app.amqp.queues[task.name]
+        self.refused = False
+        self.confirms.add(self.current)
+        self.publisher.basic_publish(message, exchange=queue.exchange.name,
+                                     routing_key=queue.routing_key)
+
+    def _wait(self, task: Any, message: Any, deadline: float | None) -> tuple[str, Any]:
+        """Take confirms and replies until the call's outcome came (or the deadline)."""
+        while self.outcome is None:
+            if self.refused:  # nacked by RabbitMQ: send again, after a pause
+                time.sleep(NACK_PAUSE)
+                self._publish(task, message)
+            left = _left(deadline, 1.0)
+            if left <= 0:
+                raise TaskTimeout(
+                    f"is a worker running for {task.name}? The task stays queued and may "
+                    "still run" if self.confirmed else
+                    "RabbitMQ never confirmed the task, so it may not be queued")
+            with contextlib.suppress(TimeoutError):  # a quiet second is not a lost broker
+                self.conn.drain_events(timeout=left)
+            self.conn.heartbeat_check()
+        return self.outcome
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        if self.current in self.confirms.settle(delivery_tag, multiple):
+            self.confirmed = True
+
+    def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
+        if self.current in self.confirms.settle(delivery_tag, multiple):
+            self.refused = True
+
+    def _on_reply(self, body: Any, message: Any) -> None:
+        outcome = reply_outcome(self.app, body)
+        if outcome is not None and outcome[0] == self.current:  # else a call given up on
+            self.outcome = outcome[1:]
+        message.ack()
+
+    def _drop(self) -> None:
+        """Forget a lost connection; the next attempt connects again."""
+        if self.conn is not None:
+            _BoundedClose(self.conn).close()
+        self.conn = None
+
+
+def _left(deadline: float | None, cap: float = float("inf")) -> float:
+    """Seconds to `deadline`, at most `cap`."""
+    return cap if deadline is None else min(cap, deadline - time.monotonic())
