@@ -110,6 +110,9 @@ class _Line:
                         published = True
                     status, value = self._wait(task, message, deadline)
                     return task_id, status, value
+                except TaskTimeout as exc:  # an OSError too: caught before the next
+                    raise TaskTimeout(f"no result for {task.name}[{task_id}] within "
+                                      f"{timeout:g} s: {exc}") from None
                 except self.errors as exc:
                     self._drop()
                     if _left(deadline) > RECONNECT_PAUSE:
@@ -123,9 +126,6 @@ class _Line:
                     raise BrokerUnreachable(
                         f"lost the broker before it confirmed {task.name}[{task_id}]"
                         f"{'' if published else ' (never sent)'}: {exc}") from None
-                except TaskTimeout as exc:
-                    raise TaskTimeout(f"no result for {task.name}[{task_id}] within "
-                                      f"{timeout:g} s: {exc}") from None
         finally:
             self.current = ""  # a late reply or confirm of this call is not wanted
 
