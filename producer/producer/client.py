@@ -18,6 +18,7 @@ from celery_tasks.batch import (
     send_stream,
     supports_batch_path,
 )
+from celery_tasks.caller import call, supports_single_call_path
 from celery_tasks.contract import check_call
 from celery_tasks.errors import REMOTE_ERRORS, BrokerUnreachable, TaskFailed, TaskTimeout
 
@@ -195,7 +196,16 @@ def _broker_lost(exc: Exception) -> BrokerUnreachable:
 def send(
     task: Any, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: float | None
 ) -> Outcome:
-    """Send one call and wait up to `timeout` seconds (None: forever) for its outcome."""
+    """Send one call and wait up to `timeout` seconds (None: forever) for its outcome.
+
+    On RabbitMQ with `rpc://` this is the single-call path (celery_tasks.caller);
+    elsewhere (the embedded broker, a durable result backend) Celery's own.
+    """
+    if supports_single_call_path(task.app):
+        try:
+            return Outcome.from_state(*call(task, args, kwargs, timeout))
+        except OperationalError as exc:
+            raise _broker_lost(exc) from None
     try:
         result: AsyncResult = task.apply_async(args, kwargs)
         value = result.get(timeout=timeout, propagate=False, interval=0.05)

@@ -1,0 +1,127 @@
+"""The single-call path (celery_tasks.caller): one connection per thread, kept open.
+
+Results and errors as with Celery's path, each call published once, a call that outlives
+its connection published again on a new one, a call with no worker a timeout that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from harness.processes import PRODUCER_DIR, Worker, clean_env, run_producer
+from tests.conftest import Broker
+
+CALLS = """
+import json, threading
+from celery_tasks import caller
+from celery_tasks.errors import TaskFailed
+from celery_tasks.remote import remote
+from celery_tasks.tasks import DivideTask
+
+divide = remote(DivideTask.run, timeout=60)
+out = {"single": divide(6, 3), "keyword": divide(a=1, b=4)}
+try:
+    divide(1, 0)
+except TaskFailed as exc:
+    out["error"] = str(exc)
+by_thread = {}
+
+def work(n):
+    by_thread[n] = [divide(n * 100 + i, 2) for i in range(25)]
+    by_thread[n].append(caller._line(divide.task.app).reply.name)
+
+threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+out["threads"] = by_thread
+out["main_reply_queue"] = caller._line(divide.task.app).reply.name
+print(json.dumps(out))
+"""
+
+
+def run_script(source: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", source], cwd=PRODUCER_DIR,
+                          env=clean_env(env), capture_output=True, text=True, timeout=120)
+
+
+def test_single_calls_give_results_and_errors_on_a_line_per_thread(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str], broker: Broker
+) -> None:
+    worker = start_worker("divide", pool="threads", concurrency=4)
+    out = run_script(CALLS, broker_env)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert (got["single"], got["keyword"]) == (2.0, 0.25)
+    assert got["error"].startswith("task divide[") and got["error"].endswith(
+        "raised ZeroDivisionError: float division by zero")
+    for n, results in got["threads"].items():
+        assert results[:-1] == [(int(n) * 100 + i) / 2 for i in range(25)]  # each its own
+    queues = {results[-1] for results in got["threads"].values()} | {got["main_reply_queue"]}
+    assert len(queues) == 5 and all(q.startswith("celery_tasks.reply.") for q in queues)
+    assert len(worker.received()) == 3 + 4 * 25  # each call published once
+    assert broker.depth("divide.dead") == 1  # the failed call kept
+
+
+RECONNECT = """
+import sys
+from celery_tasks import caller
+from celery_tasks.remote import remote
+from celery_tasks.tasks import MagicCeleryTask
+
+magic = remote(MagicCeleryTask.run, timeout=30)
+print(magic(1, 2, 3), caller._line(magic.task.app).conn.connection.sock.getsockname()[1],
+      flush=True)
+sys.stdin.readline()  # the test closes this connection from the broker's side meanwhile
+print(magic(4, 5, 6), flush=True)
+"""
+
+
+def _close_connection_from(port: int) -> None:
+    """Close, from RabbitMQ's side, the client connection coming from local `port`."""
+    listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "peer_port", "pid"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    pids = [pid for line in listing.splitlines() if line.split()[:1] == [str(port)]
+            for pid in line.split()[1:2]]
+    assert len(pids) == 1, listing
+    subprocess.run(["rabbitmqctl", "close_connection", pids[0], "closed by the test"],
+                   capture_output=True, timeout=60, check=True)
+
+
+def test_a_call_after_the_broker_closed_the_line_connects_again_and_publishes_once(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str]
+) -> None:
+    worker = start_worker("unique_magic_task")
+    proc = subprocess.Popen([sys.executable, "-c", RECONNECT], cwd=PRODUCER_DIR,
+                            env=clean_env(broker_env), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        first, port = proc.stdout.readline().split()
+        assert first == "6"
+        _close_connection_from(int(port))
+        time.sleep(0.5)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (proc.returncode, stdout.strip()) == (0, "15"), stderr
+    assert len(worker.received()) == 2  # the call on the closed connection was not delivered
+
+
+def test_a_single_call_with_no_worker_is_a_timeout_naming_the_task(
+    broker_env: dict[str, str], broker: Broker
+) -> None:
+    out = run_producer("unique_magic_task", "1", "2", "3", "--timeout", "1", env=broker_env)
+    assert out.returncode == 6
+    assert out.stderr.startswith("error: no result for unique_magic_task[")
+    assert ("within 1 s: is a worker running for unique_magic_task? The task stays queued "
+            "and may still run") in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert broker.depth("unique_magic_task") == 1  # confirmed, queued, kept
