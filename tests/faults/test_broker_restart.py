@@ -116,3 +116,30 @@ def test_producer_and_worker_started_while_the_broker_is_down_connect_when_it_is
     finally:
         worker.stop()
     record(1, 1, 0, "broker down at start, up within BROKER_CONNECT_TIMEOUT")
+
+
+def test_a_broker_restart_during_a_single_call_loses_neither_task_nor_result(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str],
+    rabbit: Callable[[str], None], record: Callable[..., None],
+) -> None:
+    """One call (the single-call path) waits through a restart: its line connects again,
+    does not publish the confirmed task twice, and takes the result from its durable reply
+    queue."""
+    env = {**broker_env, "BROKER_CONNECT_TIMEOUT": "60"}
+    worker = start_worker("sleep_echo", env=env, concurrency=2)
+    call = subprocess.Popen(
+        [sys.executable, "-m", "producer", "sleep_echo", "1.5", "payload", "--timeout", "90",
+         "--json"], cwd=PRODUCER_DIR, env=clean_env(env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_received(worker, 1)
+    rabbit("stop")  # the task is running: its message is not acknowledged yet
+    time.sleep(2)
+    rabbit("start")
+    out, err = call.communicate(timeout=120)
+    ok = call.returncode == 0 and json.loads(out)["result"] == "payload"
+    record(1, int(ok), 0 if ok else 1, "restart during a single call (rpc://)")
+    assert call.returncode == 0, err
+    assert json.loads(out) == {"id": json.loads(out)["id"], "task": "sleep_echo",
+                               "status": "SUCCESS", "result": "payload"}
+    received = {task_id for _, task_id in worker.received()}
+    assert received == {json.loads(out)["id"]}  # published once; maybe delivered twice
