@@ -124,8 +124,13 @@ def raw_amqp() -> dict[str, Any]:
             "consume_ack_per_s": consumed}
 
 
-def rtt_floor(queue_type: str) -> dict[str, Any]:
-    """Round trips through a raw py-amqp echo worker: the floor for a queue type here."""
+def rtt_floor(queue_type: str, reliable: bool = False) -> dict[str, Any]:
+    """Round trips through a raw py-amqp echo worker: the floor for a queue type here.
+
+    `reliable`: what at-least-once costs at the floor. The client awaits the confirm of
+    its persistent message and acknowledges the reply from a durable reply queue; the
+    worker's reply is persistent and confirmed before it acknowledges (bench/echo.py).
+    """
     import amqp
 
     name = f"bench_echo_{queue_type}"
@@ -134,20 +139,37 @@ def rtt_floor(queue_type: str) -> dict[str, Any]:
         ch.queue_declare(name, durable=True, auto_delete=False,
                          arguments={"x-queue-type": queue_type})
         ch.queue_purge(name)
-        reply, _, _ = ch.queue_declare("", exclusive=True)
+        if reliable:
+            reply = f"bench_echo_reply_{os.getpid()}"
+            ch.queue_declare(reply, durable=True, auto_delete=False,
+                             arguments={"x-expires": 600_000})
+            ch.confirm_select()
+        else:
+            reply, _, _ = ch.queue_declare("", exclusive=True)
+        confirmed, sent = [0], [0]
+        ch.events["basic_ack"].add(lambda tag, multiple: confirmed.__setitem__(0, tag))
         got: list[Any] = []
-        ch.basic_consume(reply, callback=got.append, no_ack=True)
+        replies = conn.channel()
+        replies.basic_consume(reply, callback=got.append, no_ack=not reliable)
 
         def call() -> None:
             ch.basic_publish(amqp.Message(json.dumps([1, 2, 3]), delivery_mode=2,
                                           reply_to=reply), exchange="", routing_key=name)
-            while not got:
+            sent[0] += 1
+            while not got or (reliable and confirmed[0] < sent[0]):
                 conn.drain_events(timeout=10)
-            got.clear()
+            message = got.pop()
+            if reliable:
+                replies.basic_ack(message.delivery_tag)
 
-        with worker([sys.executable, "-m", "bench.echo", name], ROOT, "echo ready"):
-            row = {"name": f"raw py-amqp echo worker, {queue_type} queue", **timed_rtt(call)}
+        argv = [sys.executable, "-m", "bench.echo", name] + (["reliable"] if reliable else [])
+        with worker(argv, ROOT, "echo ready"):
+            label = "reliable echo worker" if reliable else "echo worker"
+            row = {"name": f"raw py-amqp {label}, {queue_type} queue", **timed_rtt(call)}
+        replies.close()
         ch.queue_delete(name)
+        if reliable:
+            ch.queue_delete(reply)
     return row
 
 
@@ -246,7 +268,9 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
         for _ in range(workers):
             stack.enter_context(worker(argv, ROOT / "consumer", " ready."))
         if full:
-            row |= timed_rtt(lambda: magic(1, 2, 3))
+            row |= timed_rtt(lambda: magic(1, 2, 3))  # the single-call path
+            delay = timed_rtt(lambda: task.delay(1, 2, 3).get(timeout=30))  # Celery's
+            row |= {"delay_p50_ms": delay["p50_ms"], "delay_p99_ms": delay["p99_ms"]}
             row["pipelined_e2e_per_s"] = median_rate(lambda: stopwatch(lambda: ResultSet(
                 [task.delay(1, 2, i) for i in range(N)]).join_native(timeout=300)))
         row["e2e_per_s"] = median_rate(batch)
@@ -295,7 +319,8 @@ def main() -> int:
     prepare()
     started = time.time()
     rows = [isolated("raw_amqp"), isolated("rtt_floor", "classic"),
-            isolated("rtt_floor", "quorum"), isolated("bare_celery", "article"),
+            isolated("rtt_floor", "quorum"), isolated("rtt_floor", "classic", True),
+            isolated("rtt_floor", "quorum", True), isolated("bare_celery", "article"),
             isolated("bare_celery", "reliable"), isolated("dramatiq_peer"),
             isolated("ours_classic"), isolated("ours", 1)]
     scale = [isolated("ours", k, False) for k in (1, 2, 4)]
@@ -332,9 +357,9 @@ def table(report: dict[str, Any]) -> str:
     def f(row: dict[str, Any], key: str, fmt: str = "{:,.0f}") -> str:
         return fmt.format(row[key]) if key in row else "-"
 
-    lines = [f"{'':38} {'publish/s':>10} {'e2e/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs bare':>8}"]
+    lines = [f"{'':46} {'publish/s':>10} {'e2e/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs bare':>8}"]
     for row in report["rows"]:
-        lines.append(f"{row['name']:38} {f(row, 'publish_per_s'):>10} {f(row, 'e2e_per_s'):>8} "
+        lines.append(f"{row['name']:46} {f(row, 'publish_per_s'):>10} {f(row, 'e2e_per_s'):>8} "
                      f"{f(row, 'p50_ms', '{:.2f}'):>7} {f(row, 'p99_ms', '{:.2f}'):>7} "
                      f"{f(row, 'ratio_e2e_vs_bare_reliable', '{:.2f}x'):>8}")
     raw = report["rows"][0]
@@ -342,6 +367,8 @@ def table(report: dict[str, Any]) -> str:
                  f"{raw['consume_ack_per_s']:,.0f}/s consume+ack")
     ours_row = report["rows"][-1]
     lines.append(f"this project, delay() pipelined: {ours_row['pipelined_e2e_per_s']:,.0f} e2e/s")
+    lines.append(f"this project, one task.delay().get() (Celery's client): p50 "
+                 f"{ours_row['delay_p50_ms']:.2f} ms, p99 {ours_row['delay_p99_ms']:.2f} ms")
     lines.append(f"this project's batch publish: {ours_row['ratio_publish_vs_raw']:.0%} of raw "
                  f"py-amqp, {ours_row['ratio_publish_vs_raw_confirmed']:.0%} of raw with "
                  "batched confirms")
