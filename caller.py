@@ -11,7 +11,9 @@ RabbitMQ confirmed it, or if RabbitMQ refuses it (nack); a reply sent while the
 connection was down waits in the durable reply queue. At-least-once: a task may run twice.
 
 Used by `remote(...)` calls and `python -m producer TASK ARGS` when the broker is
-RabbitMQ and results come back by `rpc://`; otherwise Celery's own path runs.
+RabbitMQ and results come back by `rpc://`; otherwise Celery's own path runs. Each thread
+that calls holds one connection and one reply queue (gone 10 minutes after its
+connection); a line idle for more than half the heartbeat connects again on its next call.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kombu import Consumer
+from kombu.exceptions import OperationalError
 
 from .batch import (
     NACK_PAUSE,
@@ -66,11 +69,13 @@ _lines = threading.local()
 
 
 def _line(app: Any) -> _Line:
-    """This thread's line to `app`'s broker (a forked child makes its own)."""
-    lines: dict[int, _Line] = _lines.__dict__.setdefault("by_app", {})
-    line = lines.get(id(app))
-    if line is None or line.pid != os.getpid() or line.app is not app:
-        line = lines[id(app)] = _Line(app)
+    """This thread's line to `app`'s broker (a forked child makes its own). Every app of a
+    process shares its settings: `remote()` made anew per request still uses one line."""
+    lines: dict[str, _Line] = _lines.__dict__.setdefault("by_broker", {})
+    key = str(app.conf.broker_url)
+    line = lines.get(key)
+    if line is None or line.pid != os.getpid():
+        line = lines[key] = _Line(app)
     return line
 
 
@@ -79,7 +84,10 @@ class _Line:
 
     def __init__(self, app: Any) -> None:
         self.app, self.pid = app, os.getpid()
-        self.errors = app.connection_for_write().connection_errors
+        # ensure_connection wraps what it met in kombu's OperationalError.
+        self.errors = (*app.connection_for_write().connection_errors, OperationalError)
+        self.heartbeat = float(app.conf.broker_heartbeat or 0)
+        self.used_at = 0.0
         self.reply = reply_queue()  # the same queue across reconnections: replies wait there
         self.factories: dict[str, _MessageFactory] = {}
         self.conn: Any = None
@@ -101,10 +109,14 @@ class _Line:
         self.outcome = None
         message = factory.message(task_id, args, kwargs)
         published = False
+        if self.conn is not None and self.heartbeat and (
+                time.monotonic() - self.used_at > self.heartbeat / 2):
+            # Idle, it sent no heartbeat: RabbitMQ may have closed it (after two missed).
+            self._drop()
         try:
             while True:
                 try:
-                    self._connect(task.name, deadline)
+                    self._connect(task, deadline)
                     if not (self.confirmed or self.outcome):  # again after a lost connection
                         self._publish(task, message)
                         published = True
@@ -124,18 +136,23 @@ class _Line:
                             f"the broker after it confirmed the task ({exc}); the task stays "
                             "queued and may still run") from None
                     raise BrokerUnreachable(
-                        f"lost the broker before it confirmed {task.name}[{task_id}]"
-                        f"{'' if published else ' (never sent)'}: {exc}") from None
+                        f"lost the broker before it confirmed {task.name}[{task_id}]: {exc}"
+                        if published else f"could not reach the broker to send "
+                        f"{task.name}[{task_id}]: {exc}; nothing was sent") from None
+                except BaseException:  # Ctrl-C or a channel error mid-frame: start afresh
+                    self._drop()
+                    raise
         finally:
             self.current = ""  # a late reply or confirm of this call is not wanted
+            self.used_at = time.monotonic()
 
-    def _connect(self, task_name: str, deadline: float | None) -> None:
+    def _connect(self, task: Any, deadline: float | None) -> None:
         if self.conn is None:
             # Confirms are taken as they come, so py-amqp must not await each one itself.
             base = self.app.connection_for_write()
             options = {k: v for k, v in base.transport_options.items()
                        if k != "confirm_publish"}
-            conn = base.clone(transport_options=options)
+            conn = base.clone(transport_options=options, heartbeat=self.heartbeat)
             conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
                                    interval_max=2.0, timeout=max(_left(deadline, 60.0), 0.1))
             self.conn, self.declared, self.confirms = conn, set(), _Confirms()
@@ -148,12 +165,12 @@ class _Line:
                      accept=["json"]).consume()
         else:
             self.conn.heartbeat_check()  # a connection the broker dropped while idle
-        if task_name not in self.declared:  # a producer may come before any worker
-            declare_topology(self.app, [task_name], self.conn)
-            self.declared.add(task_name)
+        if task.name not in self.declared:  # a producer may come before any worker
+            declare_topology(task.app, [task.name], self.conn)
+            self.declared.add(task.name)
 
     def _publish(self, task: Any, message: Any) -> None:
-        queue = self.app.amqp.queues[task.name]
+        queue = task.app.amqp.queues[task.name]
         self.refused = False
         self.confirms.add(self.current)
         self.publisher.basic_publish(message, exchange=queue.exchange.name,
