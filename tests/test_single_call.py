@@ -41,6 +41,9 @@ for t in threads:
     t.join()
 out["threads"] = by_thread
 out["main_reply_queue"] = caller._line(divide.task.app).reply.name
+# A Remote made anew for each call (a new Celery app each time) shares this thread's line.
+out["fresh"] = [remote(DivideTask.run)(8, 2) for _ in range(3)]
+out["lines_here"] = len(caller._lines.by_broker)
 print(json.dumps(out))
 """
 
@@ -64,7 +67,8 @@ def test_single_calls_give_results_and_errors_on_a_line_per_thread(
         assert results[:-1] == [(int(n) * 100 + i) / 2 for i in range(25)]  # each its own
     queues = {results[-1] for results in got["threads"].values()} | {got["main_reply_queue"]}
     assert len(queues) == 5 and all(q.startswith("celery_tasks.reply.") for q in queues)
-    assert len(worker.received()) == 3 + 4 * 25  # each call published once
+    assert (got["fresh"], got["lines_here"]) == ([4.0, 4.0, 4.0], 1)
+    assert len(worker.received()) == 3 + 4 * 25 + 3  # each call published once
     assert broker.depth("divide.dead") == 1  # the failed call kept
 
 
@@ -125,3 +129,28 @@ def test_a_single_call_with_no_worker_is_a_timeout_naming_the_task(
             "and may still run") in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert broker.depth("unique_magic_task") == 1  # confirmed, queued, kept
+
+
+UNREACHABLE = """
+from celery_tasks.errors import BrokerUnreachable
+from celery_tasks.remote import remote
+from celery_tasks.tasks import MagicCeleryTask
+
+try:
+    remote(MagicCeleryTask.run, timeout=2)(1, 2, 3)
+except BrokerUnreachable as exc:
+    print("BrokerUnreachable:", exc)
+"""
+
+
+def test_a_single_call_with_no_broker_is_broker_unreachable_within_its_timeout(
+    broker_env: dict[str, str]
+) -> None:
+    env = {**broker_env, "RABBITMQ_PORT": "1", "BROKER_CONNECT_TIMEOUT": "1"}
+    started = time.monotonic()
+    out = run_script(UNREACHABLE, env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("BrokerUnreachable: could not reach the broker to send "
+                                 "unique_magic_task[")
+    assert out.stdout.rstrip().endswith("; nothing was sent")
+    assert time.monotonic() - started < 30
