@@ -164,7 +164,7 @@ def rtt_floor(queue_type: str, reliable: bool = False) -> dict[str, Any]:
 
         argv = [sys.executable, "-m", "bench.echo", name] + (["reliable"] if reliable else [])
         with worker(argv, ROOT, "echo ready"):
-            label = "reliable echo worker" if reliable else "echo worker"
+            label = "at-least-once echo worker" if reliable else "echo worker"
             row = {"name": f"raw py-amqp {label}, {queue_type} queue", **timed_rtt(call)}
         replies.close()
         ch.queue_delete(name)
@@ -357,9 +357,9 @@ def table(report: dict[str, Any]) -> str:
     def f(row: dict[str, Any], key: str, fmt: str = "{:,.0f}") -> str:
         return fmt.format(row[key]) if key in row else "-"
 
-    lines = [f"{'':46} {'publish/s':>10} {'e2e/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs bare':>8}"]
+    lines = [f"{'':54} {'publish/s':>10} {'e2e/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs bare':>8}"]
     for row in report["rows"]:
-        lines.append(f"{row['name']:46} {f(row, 'publish_per_s'):>10} {f(row, 'e2e_per_s'):>8} "
+        lines.append(f"{row['name']:54} {f(row, 'publish_per_s'):>10} {f(row, 'e2e_per_s'):>8} "
                      f"{f(row, 'p50_ms', '{:.2f}'):>7} {f(row, 'p99_ms', '{:.2f}'):>7} "
                      f"{f(row, 'ratio_e2e_vs_bare_reliable', '{:.2f}x'):>8}")
     raw = report["rows"][0]
