@@ -19,6 +19,10 @@ import pytest
 from harness.processes import ROOT, clean_env
 from tests.test_broker_unreachable import closed_port
 
+# The first test builds the images (`make up`): on a machine with a cold image cache,
+# pip inside the image build alone can take longer than the suite's 300 s per test.
+pytestmark = pytest.mark.timeout(1200)
+
 PASSWORD = "c0mp0se-p@ss:w/rd%x"
 WORKERS = ("unique-magic-task", "count-primes", "sleep-echo", "divide")
 
