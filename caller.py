@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from amqp.exceptions import NotFound
 from kombu import Consumer
 from kombu.exceptions import OperationalError
 
@@ -84,8 +85,10 @@ class _Line:
 
     def __init__(self, app: Any) -> None:
         self.app, self.pid = app, os.getpid()
-        # ensure_connection wraps what it met in kombu's OperationalError.
-        self.errors = (*app.connection_for_write().connection_errors, OperationalError)
+        # ensure_connection wraps what it met in kombu's OperationalError. A 404 (the task's
+        # exchange deleted) closes the channel: connect again, which declares it again.
+        self.errors = (*app.connection_for_write().connection_errors, OperationalError,
+                       NotFound)
         self.heartbeat = float(app.conf.broker_heartbeat or 0)
         self.used_at = 0.0
         self.reply = reply_queue()  # the same queue across reconnections: replies wait there
@@ -95,8 +98,9 @@ class _Line:
         self.confirms = _Confirms()
         # The call under way: its id, whether RabbitMQ confirmed or refused it, its outcome.
         self.current = ""
-        self.confirmed = self.refused = False
+        self.confirmed = self.refused = self.returned = False
         self.outcome: tuple[str, Any] | None = None
+        self.attempts, self.attempt = 0, ""
 
     def call(self, task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
              timeout: float | None) -> tuple[str, str, Any]:
@@ -105,7 +109,7 @@ class _Line:
         if factory is None:
             factory = self.factories[task.name] = message_factory(task, self.reply.name)
         self.current = task_id = str(uuid.uuid4())
-        self.confirmed = self.refused = False
+        self.confirmed = self.refused = self.returned = False
         self.outcome = None
         message = factory.message(task_id, args, kwargs)
         published = False
@@ -160,6 +164,7 @@ class _Line:
             self.publisher.confirm_select()
             self.publisher.events["basic_ack"].add(self._on_ack)
             self.publisher.events["basic_nack"].add(self._on_nack)
+            self.publisher.events["basic_return"].add(self._on_return)
             replies = conn.channel()
             Consumer(replies, [self.reply], callbacks=[self._on_reply], no_ack=False,
                      accept=["json"]).consume()
@@ -171,16 +176,23 @@ class _Line:
 
     def _publish(self, task: Any, message: Any) -> None:
         queue = task.app.amqp.queues[task.name]
-        self.refused = False
-        self.confirms.add(self.current)
+        self.refused = self.returned = False
+        self.attempts += 1  # each publish of the call is told apart in the confirms
+        self.attempt = f"{self.current}#{self.attempts}"
+        self.confirms.add(self.attempt)
+        # Mandatory: a message no queue takes (its queue deleted since this connection
+        # declared it) comes back instead of being confirmed and dropped.
         self.publisher.basic_publish(message, exchange=queue.exchange.name,
-                                     routing_key=queue.routing_key)
+                                     routing_key=queue.routing_key, mandatory=True)
 
     def _wait(self, task: Any, message: Any, deadline: float | None) -> tuple[str, Any]:
         """Take confirms and replies until the call's outcome came (or the deadline)."""
         while self.outcome is None:
             if self.refused:  # nacked by RabbitMQ: send again, after a pause
                 time.sleep(NACK_PAUSE)
+                self._publish(task, message)
+            if self.returned:  # no queue took it: declare the task's queue again, resend
+                declare_topology(task.app, [task.name], self.conn)
                 self._publish(task, message)
             left = _left(deadline, 1.0)
             if left <= 0:
@@ -194,12 +206,18 @@ class _Line:
         return self.outcome
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        if self.current in self.confirms.settle(delivery_tag, multiple):
+        # A returned message is confirmed too (after its return): it is not queued.
+        if self.attempt in self.confirms.settle(delivery_tag, multiple) and not self.returned:
             self.confirmed = True
 
     def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
-        if self.current in self.confirms.settle(delivery_tag, multiple):
+        if self.attempt in self.confirms.settle(delivery_tag, multiple):
             self.refused = True
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str,
+                   message: Any) -> None:
+        if message.properties.get("correlation_id") == self.current:
+            self.returned = True
 
     def _on_reply(self, body: Any, message: Any) -> None:
         outcome = reply_outcome(self.app, body)
