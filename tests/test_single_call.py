@@ -154,3 +154,43 @@ def test_a_single_call_with_no_broker_is_broker_unreachable_within_its_timeout(
                                  "unique_magic_task[")
     assert out.stdout.rstrip().endswith("; nothing was sent")
     assert time.monotonic() - started < 30
+
+
+QUEUE_DELETED = """
+import json
+from kombu import Connection
+from celery_tasks.errors import TaskTimeout
+from celery_tasks.remote import remote
+from celery_tasks.tasks import MagicCeleryTask
+
+magic = remote(MagicCeleryTask.run, timeout=1)
+errors = []
+for _ in range(2):
+    try:
+        magic(1, 2, 3)
+    except TaskTimeout as exc:
+        errors.append(str(exc))
+    # An operator deletes the task's queue (its exchange stays) while this line is open.
+    with magic.task.app.connection_for_write() as conn:
+        conn.default_channel.queue_delete("unique_magic_task")
+try:
+    magic(1, 2, 3)
+except TaskTimeout as exc:
+    errors.append(str(exc))
+print(json.dumps(errors))
+"""
+
+
+def test_a_call_whose_queue_was_deleted_declares_it_again_rather_than_lose_the_task(
+    broker_env: dict[str, str], broker: Broker
+) -> None:
+    """With no worker each call times out; a call published after its queue was deleted
+    comes back unroutable (mandatory) and is sent again into a queue declared anew, so the
+    timeout's 'the task stays queued' is true."""
+    out = run_script(QUEUE_DELETED, broker_env)
+    assert out.returncode == 0, out.stderr
+    errors = json.loads(out.stdout)
+    assert len(errors) == 3
+    assert all("is a worker running for unique_magic_task? The task stays queued" in e
+               for e in errors)
+    assert broker.depth("unique_magic_task") == 1  # the last call, queued
