@@ -87,6 +87,39 @@ def supports_batch_path(app: Any) -> bool:
     return str(app.conf.broker_url).startswith(("amqp", "pyamqp"))
 
 
+def uses_rpc(app: Any) -> bool:
+    """Results come back by `rpc://`, to a reply queue, not from a durable backend."""
+    return str(app.conf.result_backend).startswith("rpc")
+
+
+def left(deadline: float | None, cap: float = float("inf")) -> float:
+    """Seconds to `deadline` (a time.monotonic() value; None: none), at most `cap`."""
+    return cap if deadline is None else min(cap, deadline - time.monotonic())
+
+
+def confirming_connection(app: Any, heartbeat: float = 0.0) -> Any:
+    """A new connection to `app`'s broker whose user takes publisher confirms as they
+    come: py-amqp must not await each one itself. `heartbeat` 0: none (a stream may wait
+    on its iterable between calls, and sends no heartbeat meanwhile)."""
+    base = app.connection_for_write()
+    options = {k: v for k, v in base.transport_options.items() if k != "confirm_publish"}
+    return base.clone(transport_options=options, heartbeat=heartbeat)
+
+
+def connect_within(conn: Any, deadline: float | None) -> None:
+    """Connect `conn`, retrying until `deadline` (at most a minute at a time)."""
+    conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
+                           interval_max=2.0, timeout=max(left(deadline, 60.0), 0.1))
+
+
+def drain_once(conn: Any, deadline: float | None) -> None:
+    """Take what the broker sends within a second (or by `deadline`); a quiet second is
+    not a lost broker. Sends the connection's heartbeat, if it has one, when due."""
+    with contextlib.suppress(TimeoutError):
+        conn.drain_events(timeout=max(left(deadline, 1.0), 0.01))
+    conn.heartbeat_check()
+
+
 class _Prepared(amqp.Message):
     """A message whose AMQP properties were encoded by `_MessageFactory`."""
 
@@ -335,7 +368,7 @@ class _Stream:
         self.task, self.app, self.on_settled = task, task.app, on_settled
         self.items, self.taken = items, 0
         self.wait = wait
-        self.rpc = str(self.app.conf.result_backend).startswith("rpc")
+        self.rpc = uses_rpc(self.app)
         # Without rpc:// outcomes are read from the backend after publishing, so no bound.
         self.max_in_flight = max_in_flight if self.rpc else None
         self.in_flight: dict[str, tuple[int, Sequence[Any], Mapping[str, Any]]] = {}
@@ -351,7 +384,7 @@ class _Stream:
 
     def left(self, cap: float) -> float:
         """Seconds to the deadline, at most `cap`."""
-        return cap if self.deadline is None else min(cap, self.deadline - time.monotonic())
+        return left(self.deadline, cap)
 
     def run(self) -> StreamOutcome:
         errors = self.app.connection_for_write().connection_errors
@@ -385,13 +418,9 @@ class _Stream:
 
     def _round(self) -> None:
         """Connect, (re)publish what RabbitMQ has not confirmed, go on, collect replies."""
-        # Confirms are collected in bulk here, so py-amqp must not await each one itself.
-        base = self.app.connection_for_write()
-        options = {k: v for k, v in base.transport_options.items() if k != "confirm_publish"}
-        with contextlib.closing(_BoundedClose(base.clone(transport_options=options))) as bounded:
+        with contextlib.closing(_BoundedClose(confirming_connection(self.app))) as bounded:
             conn = bounded.conn
-            conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
-                                   interval_max=2.0, timeout=max(self.left(60.0), 0.1))
+            connect_within(conn, self.deadline)
             declare_topology(self.app, [self.task.name], conn)  # a producer may come first
             self.unacked = None  # replies of a lost connection come again, unacknowledged
             if self.rpc and self.wait:
@@ -448,10 +477,8 @@ class _Stream:
             self._drain(conn)
 
     def _drain(self, conn: Any) -> None:
-        """Take what the broker sent within a second; keep the connection's heartbeat."""
-        with contextlib.suppress(TimeoutError):  # a quiet second is not a lost broker
-            conn.drain_events(timeout=max(self.left(1.0), 0.01))
-        conn.heartbeat_check()
+        """Take what the broker sent within a second; acknowledge replies now and then."""
+        drain_once(conn, self.deadline)
         if self.unacked and time.monotonic() - self.acked_at > 0.5:
             self._ack_replies()
 

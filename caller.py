@@ -18,7 +18,6 @@ connection); a line idle for more than half the heartbeat connects again on its 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -33,12 +32,16 @@ from kombu.exceptions import OperationalError
 from .batch import (
     NACK_PAUSE,
     _BoundedClose,
-    _Confirms,
     _MessageFactory,
+    confirming_connection,
+    connect_within,
+    drain_once,
+    left,
     message_factory,
     reply_outcome,
     reply_queue,
     supports_batch_path,
+    uses_rpc,
 )
 from .contract import check_call
 from .errors import BrokerUnreachable, TaskTimeout
@@ -50,7 +53,7 @@ RECONNECT_PAUSE = 0.5
 
 def supports_single_call_path(app: Any) -> bool:
     """RabbitMQ (publisher confirms) with `rpc://` results; other setups use Celery's path."""
-    return supports_batch_path(app) and str(app.conf.result_backend).startswith("rpc")
+    return supports_batch_path(app) and uses_rpc(app)
 
 
 def call(task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
@@ -95,12 +98,12 @@ class _Line:
         self.factories: dict[str, _MessageFactory] = {}
         self.conn: Any = None
         self.declared: set[str] = set()  # task names whose queues this connection declared
-        self.confirms = _Confirms()
-        # The call under way: its id, whether RabbitMQ confirmed or refused it, its outcome.
-        self.current = ""
+        self.sent = 0  # messages published on this connection: the last one's delivery tag
+        # The call under way: its id, the delivery tag of its last publish, whether RabbitMQ
+        # confirmed, refused or returned that, its outcome.
+        self.current, self.tag = "", 0
         self.confirmed = self.refused = self.returned = False
         self.outcome: tuple[str, Any] | None = None
-        self.attempts, self.attempt = 0, ""
 
     def call(self, task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
              timeout: float | None) -> tuple[str, str, Any]:
@@ -131,7 +134,7 @@ class _Line:
                                       f"{timeout:g} s: {exc}") from None
                 except self.errors as exc:
                     self._drop()
-                    if _left(deadline) > RECONNECT_PAUSE:
+                    if left(deadline) > RECONNECT_PAUSE:
                         time.sleep(RECONNECT_PAUSE)
                         continue
                     if self.confirmed:
@@ -152,14 +155,9 @@ class _Line:
 
     def _connect(self, task: Any, deadline: float | None) -> None:
         if self.conn is None:
-            # Confirms are taken as they come, so py-amqp must not await each one itself.
-            base = self.app.connection_for_write()
-            options = {k: v for k, v in base.transport_options.items()
-                       if k != "confirm_publish"}
-            conn = base.clone(transport_options=options, heartbeat=self.heartbeat)
-            conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
-                                   interval_max=2.0, timeout=max(_left(deadline, 60.0), 0.1))
-            self.conn, self.declared, self.confirms = conn, set(), _Confirms()
+            conn = confirming_connection(self.app, self.heartbeat)
+            connect_within(conn, deadline)
+            self.conn, self.declared, self.sent = conn, set(), 0
             self.publisher = conn.channel()
             self.publisher.confirm_select()
             self.publisher.events["basic_ack"].add(self._on_ack)
@@ -177,9 +175,8 @@ class _Line:
     def _publish(self, task: Any, message: Any) -> None:
         queue = task.app.amqp.queues[task.name]
         self.refused = self.returned = False
-        self.attempts += 1  # each publish of the call is told apart in the confirms
-        self.attempt = f"{self.current}#{self.attempts}"
-        self.confirms.add(self.attempt)
+        self.sent += 1
+        self.tag = self.sent  # only this publish's confirm counts for the call
         # Mandatory: a message no queue takes (its queue deleted since this connection
         # declared it) comes back instead of being confirmed and dropped.
         self.publisher.basic_publish(message, exchange=queue.exchange.name,
@@ -194,24 +191,25 @@ class _Line:
             if self.returned:  # no queue took it: declare the task's queue again, resend
                 declare_topology(task.app, [task.name], self.conn)
                 self._publish(task, message)
-            left = _left(deadline, 1.0)
-            if left <= 0:
+            if left(deadline) <= 0:
                 raise TaskTimeout(
                     f"is a worker running for {task.name}? The task stays queued and may "
                     "still run" if self.confirmed else
                     "RabbitMQ never confirmed the task, so it may not be queued")
-            with contextlib.suppress(TimeoutError):  # a quiet second is not a lost broker
-                self.conn.drain_events(timeout=left)
-            self.conn.heartbeat_check()
+            drain_once(self.conn, deadline)
         return self.outcome
+
+    def _settles(self, delivery_tag: int, multiple: bool) -> bool:
+        """A confirm (or nack) of `delivery_tag` settles the call's last publish."""
+        return self.tag <= delivery_tag if multiple else self.tag == delivery_tag
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
         # A returned message is confirmed too (after its return): it is not queued.
-        if self.attempt in self.confirms.settle(delivery_tag, multiple) and not self.returned:
+        if self._settles(delivery_tag, multiple) and not self.returned:
             self.confirmed = True
 
     def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
-        if self.attempt in self.confirms.settle(delivery_tag, multiple):
+        if self._settles(delivery_tag, multiple):
             self.refused = True
 
     def _on_return(self, exc: Exception, exchange: str, routing_key: str,
@@ -231,7 +229,3 @@ class _Line:
             _BoundedClose(self.conn).close()
         self.conn = None
 
-
-def _left(deadline: float | None, cap: float = float("inf")) -> float:
-    """Seconds to `deadline`, at most `cap`."""
-    return cap if deadline is None else min(cap, deadline - time.monotonic())
