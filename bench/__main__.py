@@ -6,7 +6,7 @@ sizes. Prints one table, writes it as JSON under bench/results/ and draws a PNG.
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import json
 import os
 import platform
@@ -193,13 +193,10 @@ def stopwatch(run: Callable[[], Any]) -> float:
 
 
 def bare_celery(settings: str) -> dict[str, Any]:
-    os.environ.update(env(BENCH_SETTINGS=settings))
-    sys.modules.pop("bench.bare_celery", None)
+    os.environ.update(env(BENCH_SETTINGS=settings))  # this process measures only this
     from celery.result import ResultSet
 
-    # A fresh import: `from bench import bare_celery` would return the module imported
-    # with the previous settings (it stays an attribute of the package).
-    bare = importlib.import_module("bench.bare_celery")
+    from bench import bare_celery as bare
 
     def publish() -> list[Any]:
         return [bare.add.delay(1, 2, i) for i in range(N)]
@@ -264,7 +261,7 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
         return done.elapsed
 
     argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
-    with contextlib_exitstack() as stack:
+    with contextlib.ExitStack() as stack:
         for _ in range(workers):
             stack.enter_context(worker(argv, ROOT / "consumer", " ready."))
         if full:
@@ -280,19 +277,14 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
 def ours_classic() -> dict[str, Any]:
     """The same single call on classic queues (CELERY_TASKS_QUEUE_TYPE=classic)."""
     classic = {"RABBITMQ_VHOST": CLASSIC_VHOST, "CELERY_TASKS_QUEUE_TYPE": "classic"}
+    os.environ.update(env(**classic))  # this process measures only this
+    from celery_tasks.remote import remote
+    from celery_tasks.tasks import MagicCeleryTask
+
+    magic = remote(MagicCeleryTask.run)
     argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
     with worker(argv, ROOT / "consumer", " ready.", **classic):
-        out = subprocess.run([sys.executable, "-m", "bench.rtt", str(RTT_SAMPLES)], cwd=ROOT,
-                             env=env(**classic), capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        raise RuntimeError(f"bench.rtt failed: {out.stderr[-2000:]}")
-    return {"name": "this project, classic queues", **json.loads(out.stdout)}
-
-
-def contextlib_exitstack() -> Any:
-    import contextlib
-
-    return contextlib.ExitStack()
+        return {"name": "this project, classic queues", **timed_rtt(lambda: magic(1, 2, 3))}
 
 
 def memory_curve() -> list[dict[str, Any]]:
