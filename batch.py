@@ -3,8 +3,8 @@
 Celery awaits a publisher confirm for every message (celery/celery#9887) and, with
 `rpc://`, redeclares its reply queue on every call. Here a batch is published on one
 channel in confirm mode, with a window of unconfirmed messages that RabbitMQ acknowledges
-in bulk; a message RabbitMQ refuses (nack), or that was unconfirmed when the connection
-dropped, is published again (at-least-once). With `rpc://`, results come back to one
+in bulk; a message RabbitMQ refuses (nack) or returns (its queue was deleted), or that
+was unconfirmed when the connection dropped, is published again (at-least-once). With `rpc://`, results come back to one
 reply queue declared once per batch; it is durable and expires on its own, so a
 reconnecting producer still finds its results. The messages are ordinary Celery task
 messages, carrying the contract headers: any worker runs them.
@@ -51,7 +51,7 @@ MAX_IN_FLIGHT = 10_000
 FLUSH_BYTES = 64 * 1024
 #: Frames (confirms, replies) taken at most after each write, without waiting.
 POLL_FRAMES = 1000
-#: Seconds to wait before publishing again what RabbitMQ refused (nack).
+#: Seconds to wait before publishing again what RabbitMQ refused (nack) or returned.
 NACK_PAUSE = 0.1
 #: Seconds to wait for RabbitMQ to acknowledge closing the batch's connection.
 CLOSE_TIMEOUT = 2.0
@@ -263,9 +263,10 @@ class _Framer:
     `connection.blocked` notice): two system calls per message, most of a publish's time.
     """
 
-    def __init__(self, channel_id: int, frame_max: int, exchange: str, routing_key: str) -> None:
-        method = pack(">HH", *spec.Basic.Publish) + dumps("Bssbb",
-                                                          (0, exchange, routing_key, False, False))
+    def __init__(self, channel_id: int, frame_max: int, exchange: str, routing_key: str,
+                 mandatory: bool) -> None:
+        method = pack(">HH", *spec.Basic.Publish) + dumps(
+            "Bssbb", (0, exchange, routing_key, mandatory, False))
         self.method = pack(">BHI", 1, channel_id, len(method)) + method + FRAME_END
         self.channel_id = channel_id
         self.chunk = frame_max - 8  # a frame's payload, as py-amqp splits bodies
@@ -283,6 +284,10 @@ class _Framer:
 class _Publisher:
     """One channel in confirm mode; tracks which messages RabbitMQ has confirmed.
 
+    Messages are mandatory: one that no queue took (its queue was deleted under the
+    stream) comes back, then is confirmed; it counts as refused, not confirmed, and
+    `unroutable` tells the stream to declare the queue again before it publishes again.
+
     Publishes are buffered and written together (`flush`): the stream flushes whenever
     the buffer holds FLUSH_BYTES, and before it waits for anything from the broker.
     """
@@ -292,20 +297,36 @@ class _Publisher:
         self.channel.confirm_select()
         self.transport = conn.connection.transport
         self.framer = _Framer(self.channel.channel_id, conn.connection.frame_max, exchange,
-                              routing_key)
+                              routing_key, mandatory=True)
         self.confirms = _Confirms()
         self.refused: list[str] = []
+        self.returned: set[str] = set()  # came back unroutable; their confirm is to come
+        self.unroutable = False
         self.confirmed = confirmed  # the stream's set of unconfirmed calls, emptied here
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.channel.events["basic_ack"].add(self._on_ack)
         self.channel.events["basic_nack"].add(self._on_nack)
+        self.channel.events["basic_return"].add(self._on_return)
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self.confirmed.difference_update(self.confirms.settle(delivery_tag, multiple))
+        settled = self.confirms.settle(delivery_tag, multiple)
+        if self.returned:  # confirmed, but not queued: to publish again
+            back = [task_id for task_id in settled if task_id in self.returned]
+            self.returned.difference_update(back)
+            self.refused.extend(back)
+            settled = [task_id for task_id in settled if task_id not in back]
+        self.confirmed.difference_update(settled)
 
     def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
         self.refused.extend(self.confirms.settle(delivery_tag, multiple))
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str,
+                   message: Any) -> None:
+        task_id = message.properties.get("correlation_id")
+        if task_id is not None:
+            self.returned.add(task_id)
+            self.unroutable = True
 
     def publish(self, task_id: str, message: _Prepared) -> None:
         """Buffer one publish; `flush` writes it."""
@@ -523,12 +544,16 @@ class _Stream:
                 self.max_in_flight is not None and len(self.in_flight) >= self.max_in_flight))
 
     def _wait_while(self, conn: Any, publisher: _Publisher, busy: Callable[[], bool]) -> None:
-        """Take confirms and replies while `busy()`; nacked calls are published again."""
+        """Take confirms and replies while `busy()`; nacked and returned calls are published
+        again."""
         while True:
             again = [task_id for task_id in publisher.refused if task_id in self.in_flight]
             publisher.refused = []
-            if again:  # nacked by RabbitMQ: send again, after a pause
+            if again:  # nacked or returned by RabbitMQ: send again, after a pause
                 time.sleep(NACK_PAUSE)
+            if publisher.unroutable:  # the task's queue was deleted: declare it again
+                declare_topology(self.app, [self.task.name], conn)
+                publisher.unroutable = False
             for task_id in again:
                 self.report.republished += 1
                 self._publish(conn, publisher, task_id)

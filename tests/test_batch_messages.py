@@ -54,7 +54,7 @@ class _Collect:
 
 
 def py_amqp_frames(message: amqp.Message, frame_max: int, channel_id: int) -> bytes:
-    """The bytes py-amqp writes for one basic.publish of `message` to queue `q`."""
+    """The bytes py-amqp writes for one mandatory basic.publish of `message` to queue `q`."""
     from types import SimpleNamespace
 
     from amqp import spec
@@ -63,7 +63,7 @@ def py_amqp_frames(message: amqp.Message, frame_max: int, channel_id: int) -> by
 
     connection, sink = SimpleNamespace(frame_max=frame_max, bytes_sent=0), _Collect()
     frame_writer(connection, sink)(1, channel_id, spec.Basic.Publish,
-                                   dumps("Bssbb", (0, "", "q", False, False)), message)
+                                   dumps("Bssbb", (0, "", "q", True, False)), message)
     return sink.written
 
 
@@ -73,5 +73,5 @@ def test_publish_frames_are_py_amqps_own(body_size: int) -> None:
     # 20,000 bytes take several body frames.
     message = _MessageFactory(HEADERS, "r", None).message("t", ["x" * body_size], {})
     for frame_max in (4096, 131_072):
-        ours = _Framer(3, frame_max, "", "q").frames(message)
+        ours = _Framer(3, frame_max, "", "q", mandatory=True).frames(message)
         assert ours == py_amqp_frames(message, frame_max, 3)
