@@ -135,3 +135,38 @@ def test_a_bad_call_stops_a_stream_after_the_calls_before_it(
     assert got["taken"] == 21 and "argument b must be float" in got["refused"]
     assert sorted(int(i) for i in got["outcomes"]) == list(range(20))  # settled, then raised
     assert len(worker.received()) == 20  # the 20 before it ran; the bad one never left
+
+
+DELETED_QUEUE_SCRIPT = """
+import json
+from celery_tasks.batch import send_stream
+from celery_tasks.tasks import DivideTask
+from celery_tasks.utils import create_worker_from
+
+_, task = create_worker_from(DivideTask)
+
+def calls():
+    # The stream has declared the queue by now: delete it under the stream.
+    with task.app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(task.name)
+    for i in range(300):
+        yield (i, 1), {}
+
+report = send_stream(task, calls(), 60, lambda *_: None, wait=False)
+print(json.dumps({"sent": report.sent, "republished": report.republished,
+                  "unconfirmed": report.unconfirmed_ids}))
+"""
+
+
+def test_calls_whose_queue_was_deleted_under_the_stream_are_queued_again_not_dropped(
+    broker_env: dict[str, str], broker: Broker
+) -> None:
+    """Unroutable messages are confirmed by RabbitMQ all the same, then dropped: the batch
+    path publishes them mandatory, declares the queue again and sends them again."""
+    out = subprocess.run([sys.executable, "-c", DELETED_QUEUE_SCRIPT], cwd=PRODUCER_DIR,
+                         env=clean_env(broker_env), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["sent"] == 300 and report["unconfirmed"] == []
+    assert report["republished"] > 0  # those published before the queue was back
+    assert broker.depth("divide") == 300  # every call queued, once
