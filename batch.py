@@ -4,10 +4,10 @@ Celery awaits a publisher confirm for every message (celery/celery#9887) and, wi
 `rpc://`, redeclares its reply queue on every call. Here a batch is published on one
 channel in confirm mode, with a window of unconfirmed messages that RabbitMQ acknowledges
 in bulk; a message RabbitMQ refuses (nack) or returns (its queue was deleted), or that
-was unconfirmed when the connection dropped, is published again (at-least-once). With `rpc://`, results come back to one
-reply queue declared once per batch; it is durable and expires on its own, so a
-reconnecting producer still finds its results. The messages are ordinary Celery task
-messages, carrying the contract headers: any worker runs them.
+was unconfirmed when the connection dropped, is published again (at-least-once). With
+`rpc://`, results come back to one reply queue declared once per batch; it is durable and
+expires on its own, so a reconnecting producer still finds its results. The messages are
+ordinary Celery task messages, carrying the contract headers: any worker runs them.
 
 `send_batch` takes a list and returns every outcome in order. `send_stream` takes any
 iterable (a generator of a million calls) and hands each outcome to a callback as it
