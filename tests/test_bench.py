@@ -25,10 +25,12 @@ def test_make_bench_measures_every_row_and_writes_json_and_plot(tmp_path: Path) 
                      "bare Celery (reliable settings)", "Dramatiq (RabbitMQ, Redis results)",
                      "this project, classic queues", "this project"]
     assert all(row["p50_ms"] > 0 for row in report["rows"][1:5])  # the floors
+    assert report["rows"][0]["publish_same_message_per_s"] > 0  # raw, with our messages
     ours = report["rows"][-1]
     assert ours["e2e_per_s"] > 0 and ours["publish_per_s"] > 0 and ours["p50_ms"] > 0
     assert ours["delay_p50_ms"] > 0  # Celery's delay().get() beside the single-call path
-    assert {"ratio_e2e_vs_bare_reliable", "ratio_publish_vs_raw"} <= ours.keys()
+    assert {"ratio_e2e_vs_bare_reliable", "ratio_publish_vs_raw",
+            "ratio_publish_vs_raw_same_message"} <= ours.keys()
     assert [m["completed"] for m in report["memory"]] == [50, 200]  # every task came back
     assert [s["workers"] for s in report["scale"]] == [1, 2, 4]
     assert (tmp_path / "latest.png").stat().st_size > 0
