@@ -151,6 +151,23 @@ def _broker_parts(url: str) -> tuple[str, int, str, str, str]:
             unquote(parts.path[1:]) if len(parts.path) > 1 else "/")
 
 
+def _derived_broker(raw: Mapping[str, str]) -> tuple[str, int, str, str, str, str]:
+    """Host, port, user, password and vhost from the RABBITMQ_* variables, checked, and
+    the broker URL they make (amqps:// with RABBITMQ_TLS)."""
+    host = raw["RABBITMQ_HOST"].strip()
+    if not host or any(c in host for c in "/@ "):
+        raise ConfigError(f"RABBITMQ_HOST must be a host name or address, got {host!r}")
+    port = int(_number("RABBITMQ_PORT", raw["RABBITMQ_PORT"], low=1, high=65535, integer=True))
+    user, password, vhost = raw["RABBITMQ_USER"], raw["RABBITMQ_PASSWORD"], raw["RABBITMQ_VHOST"]
+    if not user:
+        raise ConfigError("RABBITMQ_USER must not be empty")
+    scheme = "amqps" if _flag("RABBITMQ_TLS", raw["RABBITMQ_TLS"]) else "amqp"
+    # Quote every part: a password like 'p@ss:w/rd%' must survive the URL intact.
+    url = (f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
+           f"{quote(vhost, safe='')}")
+    return host, port, user, password, vhost, url
+
+
 def _number(name: str, text: str, *, low: float, high: float, integer: bool) -> float:
     try:
         value = int(text) if integer else float(text)
@@ -190,15 +207,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
               **_resolve_aliases({k: v for k, v in env.items() if v != ""})}
     raw = {name: merged.get(name, default) for name, default in DEFAULTS.items()}
 
-    host = raw["RABBITMQ_HOST"].strip()
-    if not host or any(c in host for c in "/@ "):
-        raise ConfigError(f"RABBITMQ_HOST must be a host name or address, got {host!r}")
-    port = int(_number("RABBITMQ_PORT", raw["RABBITMQ_PORT"], low=1, high=65535, integer=True))
     timeout = _number(
         "BROKER_CONNECT_TIMEOUT", raw["BROKER_CONNECT_TIMEOUT"], low=0.1, high=3600, integer=False
     )
-    user, password, vhost = raw["RABBITMQ_USER"], raw["RABBITMQ_PASSWORD"], raw["RABBITMQ_VHOST"]
-    tls = _flag("RABBITMQ_TLS", raw["RABBITMQ_TLS"])
     tls_files = {name: raw[name] for name in
                  ("BROKER_TLS_CA_FILE", "BROKER_TLS_CERT_FILE", "BROKER_TLS_KEY_FILE")}
     for name, path in tls_files.items():
@@ -206,24 +217,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{name} names {path}, which is not a readable file")
     if bool(tls_files["BROKER_TLS_CERT_FILE"]) != bool(tls_files["BROKER_TLS_KEY_FILE"]):
         raise ConfigError("BROKER_TLS_CERT_FILE and BROKER_TLS_KEY_FILE go together: set both")
-    if not user:
-        raise ConfigError("RABBITMQ_USER must not be empty")
-    # Quote every part: a password like 'p@ss:w/rd%' must survive the URL intact.
-    derived_scheme = "amqps" if tls else "amqp"
-    derived = (
-        f"{derived_scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
-        f"{quote(vhost, safe='')}"
-    )
-    broker_url = raw["CELERY_BROKER_URL"] or derived
+    broker_url = raw["CELERY_BROKER_URL"]
     scheme = broker_url.split("://", 1)[0]
-    if "://" not in broker_url or scheme not in {"amqp", "amqps", "pyamqp", "filesystem"}:
+    if broker_url and ("://" not in broker_url
+                       or scheme not in {"amqp", "amqps", "pyamqp", "filesystem"}):
         raise ConfigError(
             "CELERY_BROKER_URL must be an amqp://, amqps:// or filesystem:// URL, "
             f"got scheme {scheme!r}"
         )
-    if raw["CELERY_BROKER_URL"] and scheme != "filesystem":
-        # The URL wins: messages, redaction and TLS host checks use what it names.
+    if not broker_url:
+        host, port, user, password, vhost, broker_url = _derived_broker(raw)
+    elif scheme != "filesystem":
+        # The URL wins: messages, redaction and TLS host checks use what it names, and the
+        # RABBITMQ_* variables it replaces are not read (a stale one is no error).
         host, port, user, password, vhost = _broker_parts(broker_url)
+    else:  # the embedded broker: no host, no credentials
+        host, port, user, password, vhost = "localhost", 5672, "guest", "", "/"
     fs_dir = raw["BROKER_FILESYSTEM_DIR"]
     if scheme == "filesystem" and not fs_dir:
         raise ConfigError("BROKER_FILESYSTEM_DIR must name a folder when the broker is filesystem://")

@@ -106,6 +106,25 @@ def test_a_broker_url_names_the_host_port_and_password_used_everywhere(
         load_settings({"CELERY_BROKER_URL": "amqp:///vhost"})
 
 
+STALE = {"RABBITMQ_HOST": "not a host", "RABBITMQ_PORT": "abc",
+         "RABBITMQ_TLS": "maybe"}
+
+
+@pytest.mark.parametrize("name", sorted(STALE))
+def test_the_variables_a_broker_url_replaces_are_not_read(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=name):  # without the URL, the value is wrong
+        load_settings({name: STALE[name]})
+    s = load_settings({name: STALE[name], "CELERY_BROKER_URL": "amqp://u:p@mq:5673/v"})
+    assert (s.broker_url, s.broker_address, s.rabbitmq_user) == ("amqp://u:p@mq:5673/v",
+                                                                 "mq:5673", "u")
+    embedded = load_settings({name: STALE[name], "CELERY_BROKER_URL": "filesystem://",
+                              "BROKER_FILESYSTEM_DIR": str(tmp_path)})
+    assert embedded.uses_filesystem_broker
+
+
 def test_password_never_in_repr_or_redacted_text(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
