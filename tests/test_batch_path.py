@@ -170,3 +170,27 @@ def test_calls_whose_queue_was_deleted_under_the_stream_are_queued_again_not_dro
     assert report["sent"] == 300 and report["unconfirmed"] == []
     assert report["republished"] > 0  # those published before the queue was back
     assert broker.depth("divide") == 300  # every call queued, once
+
+
+BIG_SCRIPT = """
+import json
+from celery_tasks.tasks import SleepEchoTask
+from celery_tasks.utils import create_worker_from
+from producer.client import send_many
+
+_, task = create_worker_from(SleepEchoTask)
+payloads = [chr(ord("a") + i) * (300_000 + i) for i in range(12)]  # over 2 frames each
+report = send_many(task, [((0, p), {}) for p in payloads], timeout=60)
+print(json.dumps([o.as_json()["result"] == p for o, p in zip(report.outcomes, payloads)]))
+"""
+
+
+def test_calls_larger_than_a_frame_arrive_whole(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str]
+) -> None:
+    """RabbitMQ's frames hold 128 KiB: the batch path splits bigger bodies over frames."""
+    start_worker("sleep_echo")
+    out = subprocess.run([sys.executable, "-c", BIG_SCRIPT], cwd=PRODUCER_DIR,
+                         env=clean_env(broker_env), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [True] * 12

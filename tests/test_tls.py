@@ -109,6 +109,10 @@ def test_producer_and_worker_talk_over_tls(start_worker: Callable[..., Worker],
     out = run_producer("unique_magic_task", "1", "2", "3", env=tls_env)
     assert (out.returncode, out.stdout.strip()) == (0, "6"), out.stderr
     assert "amqps://" in worker.log
+    # The batch path writes its publishes itself, many to a write: over TLS too.
+    many = run_producer("unique_magic_task", "1", "2", "3", "--count", "500", env=tls_env)
+    assert many.returncode == 0, many.stderr
+    assert many.stdout.startswith("unique_magic_task: 500 sent, 500 succeeded, 0 failed in ")
 
 
 def test_an_untrusted_server_certificate_is_refused(tls_env: dict[str, str]) -> None:
