@@ -124,7 +124,21 @@ def run_producer(
     *args: str, env: Mapping[str, str], timeout: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m producer ARGS` from producer/ and capture its output."""
+    return run_in_producer("-m", "producer", *args, env=env, timeout=timeout)
+
+
+def run_script(
+    source: str, *args: str, env: Mapping[str, str], timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run Python `source` (with ARGS) from producer/, as producer code, and capture its
+    output."""
+    return run_in_producer("-c", source, *args, env=env, timeout=timeout)
+
+
+def run_in_producer(
+    *argv: str, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "producer", *args], cwd=PRODUCER_DIR, env=clean_env(env),
+        [sys.executable, *argv], cwd=PRODUCER_DIR, env=clean_env(env),
         capture_output=True, text=True, timeout=timeout,
     )

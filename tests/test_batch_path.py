@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from harness.processes import PRODUCER_DIR, Worker, clean_env
+from harness.processes import PRODUCER_DIR, Worker, clean_env, run_script
 from tests.conftest import Broker
 
 SCRIPT = """
@@ -27,8 +27,7 @@ def test_outcomes_come_back_in_order_with_an_error_per_failing_item(
     start_worker: Callable[..., Worker], broker_env: dict[str, str], broker: Broker
 ) -> None:
     worker = start_worker("divide", pool="threads", concurrency=4)
-    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=PRODUCER_DIR,
-                         env=clean_env(broker_env), capture_output=True, text=True, timeout=120)
+    out = run_script(SCRIPT, env=broker_env)
     assert out.returncode == 0, out.stderr
     outcomes = json.loads(out.stdout)
     assert len(outcomes) == 200 and None not in outcomes  # nothing lost
@@ -105,9 +104,7 @@ print(json.dumps({"outcomes": outcomes, "widest": widest[0], "sent": report.sent
 
 
 def run_stream(env: dict[str, str], n: int, bound: int, bad_at: int = -1) -> dict:
-    out = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, str(n), str(bound), str(bad_at)],
-                         cwd=PRODUCER_DIR, env=clean_env(env), capture_output=True, text=True,
-                         timeout=300)
+    out = run_script(STREAM_SCRIPT, str(n), str(bound), str(bad_at), env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -163,8 +160,7 @@ def test_calls_whose_queue_was_deleted_under_the_stream_are_queued_again_not_dro
 ) -> None:
     """Unroutable messages are confirmed by RabbitMQ all the same, then dropped: the batch
     path publishes them mandatory, declares the queue again and sends them again."""
-    out = subprocess.run([sys.executable, "-c", DELETED_QUEUE_SCRIPT], cwd=PRODUCER_DIR,
-                         env=clean_env(broker_env), capture_output=True, text=True, timeout=120)
+    out = run_script(DELETED_QUEUE_SCRIPT, env=broker_env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["sent"] == 300 and report["unconfirmed"] == []
@@ -190,7 +186,6 @@ def test_calls_larger_than_a_frame_arrive_whole(
 ) -> None:
     """RabbitMQ's frames hold 128 KiB: the batch path splits bigger bodies over frames."""
     start_worker("sleep_echo")
-    out = subprocess.run([sys.executable, "-c", BIG_SCRIPT], cwd=PRODUCER_DIR,
-                         env=clean_env(broker_env), capture_output=True, text=True, timeout=120)
+    out = run_script(BIG_SCRIPT, env=broker_env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [True] * 12

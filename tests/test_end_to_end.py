@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 
 import pytest
 
-from harness.processes import PRODUCER_DIR, Worker, clean_env, run_producer
+from harness.processes import Worker, run_producer, run_script
 
 ARTICLE_SNIPPET = """
 from celery_tasks.tasks import MagicCeleryTask
@@ -25,8 +23,7 @@ def test_the_articles_producer_code_works_unchanged(
     start_worker: Callable[..., Worker], broker_env: dict[str, str]
 ) -> None:
     start_worker("unique_magic_task")
-    out = subprocess.run([sys.executable, "-c", ARTICLE_SNIPPET], cwd=PRODUCER_DIR,
-                         env=clean_env(broker_env), capture_output=True, text=True, timeout=60)
+    out = run_script(ARTICLE_SNIPPET, env=broker_env, timeout=60)
     assert (out.returncode, out.stdout.strip()) == (0, "6"), out.stderr
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from harness.processes import PRODUCER_DIR, Worker, clean_env, run_producer
+from harness.processes import PRODUCER_DIR, Worker, clean_env, run_producer, run_script
 from tests.conftest import Broker
 
 CALLS = """
@@ -48,16 +48,11 @@ print(json.dumps(out))
 """
 
 
-def run_script(source: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", source], cwd=PRODUCER_DIR,
-                          env=clean_env(env), capture_output=True, text=True, timeout=120)
-
-
 def test_single_calls_give_results_and_errors_on_a_line_per_thread(
     start_worker: Callable[..., Worker], broker_env: dict[str, str], broker: Broker
 ) -> None:
     worker = start_worker("divide", pool="threads", concurrency=4)
-    out = run_script(CALLS, broker_env)
+    out = run_script(CALLS, env=broker_env)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert (got["single"], got["keyword"]) == (2.0, 0.25)
@@ -148,7 +143,7 @@ def test_a_single_call_with_no_broker_is_broker_unreachable_within_its_timeout(
 ) -> None:
     env = {**broker_env, "RABBITMQ_PORT": "1", "BROKER_CONNECT_TIMEOUT": "1"}
     started = time.monotonic()
-    out = run_script(UNREACHABLE, env)
+    out = run_script(UNREACHABLE, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("BrokerUnreachable: could not reach the broker to send "
                                  "unique_magic_task[")
@@ -187,7 +182,7 @@ def test_a_call_whose_queue_was_deleted_declares_it_again_rather_than_lose_the_t
     """With no worker each call times out; a call published after its queue was deleted
     comes back unroutable (mandatory) and is sent again into a queue declared anew, so the
     timeout's 'the task stays queued' is true."""
-    out = run_script(QUEUE_DELETED, broker_env)
+    out = run_script(QUEUE_DELETED, env=broker_env)
     assert out.returncode == 0, out.stderr
     errors = json.loads(out.stdout)
     assert len(errors) == 3
