@@ -29,7 +29,6 @@ from typing import Any
 
 import amqp
 from amqp import spec
-from amqp.exceptions import RecoverableConnectionError
 from amqp.serialization import dumps
 from celery import states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -37,7 +36,7 @@ from celery.result import ResultSet
 from kombu import Consumer, Exchange, Queue
 
 from .contract import check_call, contract_headers
-from .errors import BadArguments, BrokerUnreachable
+from .errors import BadArguments, BrokerUnreachable, ConfigError
 from .topology import declare_topology
 
 #: Unconfirmed messages allowed in flight before the publisher waits for confirms.
@@ -49,6 +48,9 @@ REPLY_ACK_EVERY = 500
 MAX_IN_FLIGHT = 10_000
 #: Bytes of publishes buffered before they are written to the socket in one go.
 FLUSH_BYTES = 64 * 1024
+#: Times RabbitMQ may close the publishing channel (a deleted exchange) before a stream
+#: gives up; each time the stream reconnects and declares its queue and exchange again.
+CHANNEL_CLOSES = 3
 #: Frames (confirms, replies) taken at most after each write, without waiting.
 POLL_FRAMES = 1000
 #: Seconds to wait before publishing again what RabbitMQ refused (nack) or returned.
@@ -289,7 +291,8 @@ class _Publisher:
     `unroutable` tells the stream to declare the queue again before it publishes again.
 
     Publishes are buffered and written together (`flush`): the stream flushes whenever
-    the buffer holds FLUSH_BYTES, and before it waits for anything from the broker.
+    the buffer holds FLUSH_BYTES, before it waits for anything from the broker, and (unless
+    its calls never wait) before it takes the next call.
     """
 
     def __init__(self, conn: Any, confirmed: set[str], exchange: str, routing_key: str) -> None:
@@ -319,7 +322,9 @@ class _Publisher:
         self.confirmed.difference_update(settled)
 
     def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
-        self.refused.extend(self.confirms.settle(delivery_tag, multiple))
+        settled = self.confirms.settle(delivery_tag, multiple)
+        self.returned.difference_update(settled)
+        self.refused.extend(settled)
 
     def _on_return(self, exc: Exception, exchange: str, routing_key: str,
                    message: Any) -> None:
@@ -339,8 +344,6 @@ class _Publisher:
         """Write what was published since the last flush, in one write."""
         if not self.buffer:
             return
-        if not self.channel.is_open:  # closed by the broker: the stream reconnects
-            raise RecoverableConnectionError("the publishing channel was closed")
         data = b"".join(self.buffer)
         self.buffer, self.buffered = [], 0
         self.transport.write(data)
@@ -369,7 +372,8 @@ def send_batch(
             on_outcome(task_id, status, value)
 
     items = ((task_id, a, k) for task_id, (a, k) in zip(ids, checked, strict=True))
-    done = _Stream(task, items, timeout, settled, max_in_flight=None, started=started).run()
+    done = _Stream(task, items, timeout, settled, max_in_flight=None, started=started,
+                   buffered=True).run()
     return BatchOutcome(**vars(done), task_ids=ids, outcomes=outcomes)
 
 
@@ -382,6 +386,7 @@ def send_stream(
     checked: bool = False,
     max_in_flight: int = MAX_IN_FLIGHT,
     wait: bool = True,
+    buffered: bool = False,
 ) -> StreamOutcome:
     """Publish calls as they are taken from `calls`, handing each outcome to `on_settled`.
 
@@ -394,6 +399,10 @@ def send_stream(
     With `wait=False` the stream ends once RabbitMQ has confirmed every call: nothing is
     settled, and `pending_ids` names every call sent (their results, with a durable
     backend, can be fetched later by id).
+
+    `buffered=True` says that `calls` never waits (a list, `itertools.repeat`): calls are
+    then written to the broker FLUSH_BYTES at a time, much faster. Otherwise each call is
+    written as soon as it is taken, so that none waits unsent while `calls` waits.
     """
     contract = type(task).contract
 
@@ -404,7 +413,8 @@ def send_stream(
             yield str(uuid.uuid4()), args, kwargs
 
     return _Stream(task, items(), timeout, on_settled,
-                   max_in_flight=max_in_flight if wait else None, wait=wait).run()
+                   max_in_flight=max_in_flight if wait else None, wait=wait,
+                   buffered=buffered).run()
 
 
 class _BoundedClose:
@@ -438,11 +448,11 @@ class _Stream:
     def __init__(self, task: Any, items: Iterator[tuple[str, Sequence[Any], Mapping[str, Any]]],
                  timeout: float | None, on_settled: OnSettled,
                  max_in_flight: int | None, wait: bool = True,
-                 started: float | None = None) -> None:
+                 started: float | None = None, buffered: bool = False) -> None:
         self.started = time.perf_counter() if started is None else started
         self.task, self.app, self.on_settled = task, task.app, on_settled
         self.items, self.taken = items, 0
-        self.wait = wait
+        self.wait, self.buffered = wait, buffered
         self.rpc = uses_rpc(self.app)
         # Without rpc:// outcomes are read from the backend after publishing, so no bound.
         self.max_in_flight = max_in_flight if self.rpc else None
@@ -462,7 +472,9 @@ class _Stream:
         return left(self.deadline, cap)
 
     def run(self) -> StreamOutcome:
-        errors = self.app.connection_for_write().connection_errors
+        probe = self.app.connection_for_write()
+        errors, channel_errors = probe.connection_errors, probe.channel_errors
+        channel_closes = 0
         while True:
             try:
                 self._round()
@@ -472,15 +484,14 @@ class _Stream:
                     self.report.errors.append(
                         f"{len(self.unconfirmed)} calls not confirmed by RabbitMQ by the deadline")
                 break
-            except errors as exc:
-                self.report.errors.append(f"connection lost: {exc}")
-                if self.left(1.0) <= 0:
-                    if self.unconfirmed:
-                        raise BrokerUnreachable(
-                            f"lost the broker with {len(self.unconfirmed)} calls unconfirmed: "
-                            f"{exc}") from None
+            except channel_errors as exc:  # say, the task's exchange was deleted: declare
+                channel_closes += 1         # it again on a new connection, publish again
+                self._refused_publish(exc, channel_closes)
+                if not self._retry_after(f"channel closed by RabbitMQ: {exc}", exc):
                     break
-                time.sleep(0.5)
+            except errors as exc:
+                if not self._retry_after(f"connection lost: {exc}", exc):
+                    break
         if self.wait and not self.rpc:
             self._collect_from_backend()
         order = sorted(self.in_flight, key=lambda task_id: self.in_flight[task_id][0])
@@ -490,6 +501,31 @@ class _Stream:
         if self.refused is not None:
             raise self.refused
         return self.report
+
+    def _refused_publish(self, exc: Exception, closes: int) -> None:
+        """Give up on a channel RabbitMQ keeps closing, with a one-line error."""
+        if getattr(exc, "code", None) == 403:
+            raise ConfigError(
+                f"RabbitMQ refused to publish {self.task.name} tasks "
+                f"({getattr(exc, 'reply_text', exc)}): grant the user write permission on "
+                f"exchange {self.queue.exchange.name!r}") from None
+        if closes > CHANNEL_CLOSES:
+            raise BrokerUnreachable(
+                f"RabbitMQ closed the publishing channel {closes} times, with "
+                f"{len(self.unconfirmed)} calls unconfirmed: {exc}") from None
+
+    def _retry_after(self, error: str, exc: Exception) -> bool:
+        """Note `error`; True: connect again after a pause; False: the deadline passed with
+        every call confirmed. Raises `BrokerUnreachable` if some are not."""
+        self.report.errors.append(error)
+        if self.left(1.0) <= 0:
+            if self.unconfirmed:
+                raise BrokerUnreachable(
+                    f"lost the broker with {len(self.unconfirmed)} calls unconfirmed: "
+                    f"{exc}") from None
+            return False
+        time.sleep(0.5)
+        return True
 
     def _round(self) -> None:
         """Connect, (re)publish what RabbitMQ has not confirmed, go on, collect replies."""
@@ -514,6 +550,9 @@ class _Stream:
                 self._wait_if_full(conn, publisher)
             while not (self.report.exhausted or self.refused):
                 self._wait_if_full(conn, publisher)
+                if not self.buffered and publisher.buffer:  # `items` may wait: send first
+                    publisher.flush()
+                    self._poll(conn)
                 try:
                     item = next(self.items, None)
                 except BadArguments as exc:  # the calls before it are sent and settled
