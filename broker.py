@@ -23,9 +23,11 @@ def wait_for_broker(app: Celery, settings: Settings, timeout: float | None = Non
         )
     except Exception as exc:  # kombu raises OperationalError, socket and auth errors
         cause = settings.redact(str(exc) or type(exc).__name__)
+        where = ("CELERY_BROKER_URL" if settings.broker_url_given
+                 else "RABBITMQ_HOST, RABBITMQ_PORT and the credentials")
         raise BrokerUnreachable(
             f"cannot reach the broker at {settings.broker_address} within {deadline:g} s "
-            f"({cause}): start RabbitMQ or check RABBITMQ_HOST, RABBITMQ_PORT and the credentials"
+            f"({cause}): start RabbitMQ or check {where}"
         ) from None
     finally:
         conn.release()

@@ -67,6 +67,8 @@ class Settings:
     tls_ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    #: The broker URL came from CELERY_BROKER_URL, not from the RABBITMQ_* variables.
+    broker_url_given: bool = False
 
     @property
     def uses_tls(self) -> bool:
@@ -264,4 +266,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tls_ca_file=tls_files["BROKER_TLS_CA_FILE"],
         tls_cert_file=tls_files["BROKER_TLS_CERT_FILE"],
         tls_key_file=tls_files["BROKER_TLS_KEY_FILE"],
+        broker_url_given=bool(raw["CELERY_BROKER_URL"]),
     )
