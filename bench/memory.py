@@ -26,7 +26,7 @@ def settled(index: int, task_id: str, status: str, value: Any) -> None:
 
 
 start = time.perf_counter()
-send_stream(task, (((1, 2, i), {}) for i in range(n)), 900, settled)
+send_stream(task, (((1, 2, i), {}) for i in range(n)), 900, settled, buffered=True)
 elapsed = time.perf_counter() - start
 print(json.dumps({"n": n, "completed": done[0], "elapsed_s": elapsed,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

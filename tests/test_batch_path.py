@@ -7,6 +7,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import pytest
+
 from harness.processes import PRODUCER_DIR, Worker, clean_env, run_script
 from tests.conftest import Broker
 
@@ -134,8 +136,8 @@ def test_a_bad_call_stops_a_stream_after_the_calls_before_it(
     assert len(worker.received()) == 20  # the 20 before it ran; the bad one never left
 
 
-DELETED_QUEUE_SCRIPT = """
-import json
+DELETED_SCRIPT = """
+import json, sys
 from celery_tasks.batch import send_stream
 from celery_tasks.tasks import DivideTask
 from celery_tasks.utils import create_worker_from
@@ -143,29 +145,69 @@ from celery_tasks.utils import create_worker_from
 _, task = create_worker_from(DivideTask)
 
 def calls():
-    # The stream has declared the queue by now: delete it under the stream.
+    # The stream has declared the queue by now: delete it (or its exchange) under it.
     with task.app.connection_for_write() as conn:
-        conn.default_channel.queue_delete(task.name)
+        getattr(conn.default_channel, sys.argv[1] + "_delete")(task.name)
     for i in range(300):
         yield (i, 1), {}
 
 report = send_stream(task, calls(), 60, lambda *_: None, wait=False)
 print(json.dumps({"sent": report.sent, "republished": report.republished,
-                  "unconfirmed": report.unconfirmed_ids}))
+                  "unconfirmed": report.unconfirmed_ids, "errors": report.errors,
+                  "setup_timed": 0 < report.connecting < report.published_in}))
 """
 
 
-def test_calls_whose_queue_was_deleted_under_the_stream_are_queued_again_not_dropped(
-    broker_env: dict[str, str], broker: Broker
+@pytest.mark.parametrize("deleted", ["queue", "exchange"])
+def test_calls_whose_queue_or_exchange_was_deleted_under_the_stream_are_queued_again(
+    deleted: str, broker_env: dict[str, str], broker: Broker
 ) -> None:
-    """Unroutable messages are confirmed by RabbitMQ all the same, then dropped: the batch
-    path publishes them mandatory, declares the queue again and sends them again."""
-    out = run_script(DELETED_QUEUE_SCRIPT, env=broker_env)
+    """An unroutable message is confirmed by RabbitMQ all the same, then dropped: the batch
+    path publishes mandatory, declares the queue again and sends it again. A publish to a
+    deleted exchange closes the channel: the stream reconnects and declares it again."""
+    out = run_script(DELETED_SCRIPT, deleted, env=broker_env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["sent"] == 300 and report["unconfirmed"] == []
+    assert report["sent"] == 300 and report["unconfirmed"] == [] and report["setup_timed"]
     assert report["republished"] > 0  # those published before the queue was back
     assert broker.depth("divide") == 300  # every call queued, once
+    if deleted == "exchange":
+        assert any("channel closed by RabbitMQ" in e and "404" in e for e in report["errors"])
+
+
+SLOW_SCRIPT = """
+import json, time
+from celery_tasks.batch import send_stream
+from celery_tasks.tasks import DivideTask
+from celery_tasks.utils import create_worker_from
+
+_, task = create_worker_from(DivideTask)
+seen = []
+
+def depth():
+    with task.app.connection_for_write() as conn:
+        return conn.default_channel.queue_declare(task.name, passive=True).message_count
+
+def calls():
+    for i in range(20):
+        yield (i, 1), {}
+    deadline = time.monotonic() + 5  # a feed with nothing new for a while
+    while depth() < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seen.append(depth())
+    yield (20, 1), {}
+
+report = send_stream(task, calls(), 60, lambda *_: None, wait=False)
+print(json.dumps({"queued_while_waiting": seen[0], "sent": report.sent}))
+"""
+
+
+def test_calls_taken_from_an_iterable_that_waits_are_sent_meanwhile(
+    broker_env: dict[str, str], broker: Broker
+) -> None:
+    out = run_script(SLOW_SCRIPT, env=broker_env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"queued_while_waiting": 20, "sent": 21}
 
 
 BIG_SCRIPT = """

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from harness.processes import CONSUMER_DIR, clean_env, run_producer
 
@@ -31,6 +32,18 @@ def test_producer_gives_up_with_exit_5_naming_host_and_port() -> None:
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1
     assert f"127.0.0.1:{env['RABBITMQ_PORT']}" in lines[0] and "within 3 s" in lines[0]
+    assert "pa$$" not in out.stderr + out.stdout
+
+
+def test_a_broker_url_is_named_and_the_variables_it_replaces_are_not_read() -> None:
+    port = closed_port()
+    env = {"CELERY_BROKER_URL": f"amqp://guest:{quote(SECRET, safe='')}@127.0.0.1:{port}//",
+           "RABBITMQ_PORT": "not-a-port",
+           "BROKER_CONNECT_TIMEOUT": "2", "CELERY_TASKS_ENV_FILE": ""}
+    out = run_producer("unique_magic_task", "1", "2", "3", env=env, timeout=20)
+    assert out.returncode == 5, out.stderr  # not 7: RABBITMQ_PORT is not read
+    assert f"at 127.0.0.1:{port} within 2 s" in out.stderr
+    assert out.stderr.strip().endswith("start RabbitMQ or check CELERY_BROKER_URL")
     assert "pa$$" not in out.stderr + out.stdout
 
 

@@ -161,7 +161,7 @@ def send_count(task: Any, call: Call, count: int, timeout: float | None,
         stream = send_stream(
             task, itertools.repeat(call, count), timeout,
             lambda _, task_id, status, value: settled(Outcome.from_state(task_id, status, value)),
-            checked=True)
+            checked=True, buffered=True)
     except OperationalError as exc:
         raise _broker_lost(exc) from None
     report.pending_ids, report.unconfirmed_ids = stream.pending_ids, stream.unconfirmed_ids
@@ -181,7 +181,7 @@ def publish_count(task: Any, call: Call, count: int,
             return [task.apply_async(*call, producer=producer).id for _ in range(count)], 0
     try:
         stream = send_stream(task, itertools.repeat(call, count), timeout,
-                             lambda *_: None, checked=True, wait=False)
+                             lambda *_: None, checked=True, wait=False, buffered=True)
     except OperationalError as exc:
         raise _broker_lost(exc) from None
     unconfirmed = set(stream.unconfirmed_ids)
