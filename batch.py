@@ -7,7 +7,11 @@ in bulk; a message RabbitMQ refuses (nack) or returns (its queue was deleted), o
 was unconfirmed when the connection dropped, is published again (at-least-once). With
 `rpc://`, results come back to one reply queue declared once per batch; it is durable and
 expires on its own, so a reconnecting producer still finds its results. The messages are
-ordinary Celery task messages, carrying the contract headers: any worker runs them.
+ordinary Celery task messages, carrying the contract headers: any worker runs them. They
+go straight to the task's queue, by the default exchange: the task's own (topic) exchange
+also holds Celery's `#.<task>` binding for delayed delivery, and matching it costs
+RabbitMQ a third of its publish rate. Other queues bound to the task's exchange do not
+get them.
 
 `send_batch` takes a list and returns every outcome in order. `send_stream` takes any
 iterable (a generator of a million calls) and hands each outcome to a callback as it
@@ -48,9 +52,6 @@ REPLY_ACK_EVERY = 500
 MAX_IN_FLIGHT = 10_000
 #: Bytes of publishes buffered before they are written to the socket in one go.
 FLUSH_BYTES = 64 * 1024
-#: Times RabbitMQ may close the publishing channel (a deleted exchange) before a stream
-#: gives up; each time the stream reconnects and declares its queue and exchange again.
-CHANNEL_CLOSES = 3
 #: Frames (confirms, replies) taken at most after each write, without waiting.
 POLL_FRAMES = 1000
 #: Seconds to wait before publishing again what RabbitMQ refused (nack) or returned.
@@ -475,7 +476,6 @@ class _Stream:
     def run(self) -> StreamOutcome:
         probe = self.app.connection_for_write()
         errors, channel_errors = probe.connection_errors, probe.channel_errors
-        channel_closes = 0
         while True:
             try:
                 self._round()
@@ -485,14 +485,17 @@ class _Stream:
                     self.report.errors.append(
                         f"{len(self.unconfirmed)} calls not confirmed by RabbitMQ by the deadline")
                 break
-            except channel_errors as exc:  # say, the task's exchange was deleted: declare
-                channel_closes += 1         # it again on a new connection, publish again
-                self._refused_publish(exc, channel_closes)
-                if not self._retry_after(f"channel closed by RabbitMQ: {exc}", exc):
-                    break
+            except channel_errors as exc:
+                raise self._refused(exc) from None
             except errors as exc:
-                if not self._retry_after(f"connection lost: {exc}", exc):
+                self.report.errors.append(f"connection lost: {exc}")
+                if self.left(1.0) <= 0:
+                    if self.unconfirmed:
+                        raise BrokerUnreachable(
+                            f"lost the broker with {len(self.unconfirmed)} calls unconfirmed: "
+                            f"{exc}") from None
                     break
+                time.sleep(0.5)
         if self.wait and not self.rpc:
             self._collect_from_backend()
         order = sorted(self.in_flight, key=lambda task_id: self.in_flight[task_id][0])
@@ -503,30 +506,14 @@ class _Stream:
             raise self.refused
         return self.report
 
-    def _refused_publish(self, exc: Exception, closes: int) -> None:
-        """Give up on a channel RabbitMQ keeps closing, with a one-line error."""
+    def _refused(self, exc: Exception) -> Exception:
+        """The one-line error for an operation RabbitMQ refused by closing the channel."""
+        text = getattr(exc, "reply_text", None) or str(exc)
         if getattr(exc, "code", None) == 403:
-            raise ConfigError(
-                f"RabbitMQ refused to publish {self.task.name} tasks "
-                f"({getattr(exc, 'reply_text', exc)}): grant the user write permission on "
-                f"exchange {self.queue.exchange.name!r}") from None
-        if closes > CHANNEL_CLOSES:
-            raise BrokerUnreachable(
-                f"RabbitMQ closed the publishing channel {closes} times, with "
-                f"{len(self.unconfirmed)} calls unconfirmed: {exc}") from None
-
-    def _retry_after(self, error: str, exc: Exception) -> bool:
-        """Note `error`; True: connect again after a pause; False: the deadline passed with
-        every call confirmed. Raises `BrokerUnreachable` if some are not."""
-        self.report.errors.append(error)
-        if self.left(1.0) <= 0:
-            if self.unconfirmed:
-                raise BrokerUnreachable(
-                    f"lost the broker with {len(self.unconfirmed)} calls unconfirmed: "
-                    f"{exc}") from None
-            return False
-        time.sleep(0.5)
-        return True
+            return ConfigError(f"RabbitMQ refused to send {self.task.name} tasks ({text}): "
+                               "grant the user the permission it names")
+        return BrokerUnreachable(f"RabbitMQ refused to send {self.task.name} tasks ({text}), "
+                                 f"with {len(self.unconfirmed)} calls unconfirmed")
 
     def _round(self) -> None:
         """Connect, (re)publish what RabbitMQ has not confirmed, go on, collect replies."""
@@ -543,8 +530,7 @@ class _Stream:
                 replies.basic_qos(0, REPLY_PREFETCH, False)
                 Consumer(replies, [self.reply], callbacks=[self._on_reply],
                          no_ack=False, accept=["json"]).consume()
-            publisher = _Publisher(conn, self.unconfirmed, self.queue.exchange.name,
-                                   self.queue.routing_key)
+            publisher = _Publisher(conn, self.unconfirmed, "", self.queue.name)
             self.report.connecting += time.perf_counter() - setup
             again = sorted(self.unconfirmed, key=lambda task_id: self.in_flight[task_id][0])
             self.report.republished += len(again)
