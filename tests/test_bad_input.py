@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -58,24 +60,43 @@ def test_the_depth_check_sees_a_published_task(broker: Broker, broker_env: dict[
     assert broker.depth("divide") == 1
 
 
-def test_a_user_without_configure_permission_gets_one_line_and_exit_7(
-    broker: Broker, broker_env: dict[str, str]
-) -> None:
-    """RabbitMQ refuses to declare the task's queue (403): a setting to fix, not a traceback."""
+@contextmanager
+def limited_user(broker_env: dict[str, str], configure: str, write: str) -> Iterator[dict]:
+    """Settings for a user with these permissions (and every read permission)."""
     vhost = broker_env["RABBITMQ_VHOST"]
     ctl = ["rabbitmqctl", "-q"]
     subprocess.run([*ctl, "delete_user", "celery_tasks_limited"], capture_output=True, timeout=60)
     subprocess.run([*ctl, "add_user", "celery_tasks_limited", "limited-pw"], check=True,
                    capture_output=True, timeout=60)
     try:
-        subprocess.run([*ctl, "set_permissions", "-p", vhost, "celery_tasks_limited", "^$", ".*",
-                        ".*"], check=True, capture_output=True, timeout=60)
-        out = run_producer("divide", "1", "2", env={
-            **broker_env, "RABBITMQ_USER": "celery_tasks_limited",
-            "RABBITMQ_PASSWORD": "limited-pw"})
+        subprocess.run([*ctl, "set_permissions", "-p", vhost, "celery_tasks_limited", configure,
+                        write, ".*"], check=True, capture_output=True, timeout=60)
+        yield {**broker_env, "RABBITMQ_USER": "celery_tasks_limited",
+               "RABBITMQ_PASSWORD": "limited-pw"}
     finally:
         subprocess.run([*ctl, "delete_user", "celery_tasks_limited"], capture_output=True,
                        timeout=60)
+
+
+def test_a_user_without_configure_permission_gets_one_line_and_exit_7(
+    broker: Broker, broker_env: dict[str, str]
+) -> None:
+    """RabbitMQ refuses to declare the task's queue (403): a setting to fix, not a traceback."""
+    with limited_user(broker_env, configure="^$", write=".*") as env:
+        out = run_producer("divide", "1", "2", env=env)
     assert out.returncode == 7, out.stderr
     assert out.stderr.startswith("error: RabbitMQ refused to declare queue 'divide'")
     assert len(out.stderr.strip().splitlines()) == 1 and "ACCESS_REFUSED" in out.stderr
+
+
+def test_a_user_who_may_not_publish_gets_one_line_and_exit_7_from_a_batch(
+    broker: Broker, broker_env: dict[str, str]
+) -> None:
+    """The batch path publishes by the default exchange: without write permission on it,
+    RabbitMQ closes the channel (403); that is one line, not a traceback."""
+    with limited_user(broker_env, configure=".*", write=r"^(?!amq\.default$).*") as env:
+        out = run_producer("divide", "1", "2", "--count", "20", "--no-wait", env=env)
+    assert out.returncode == 7, out.stderr
+    assert out.stderr.startswith("error: RabbitMQ refused to send divide tasks")
+    assert len(out.stderr.strip().splitlines()) == 1 and "ACCESS_REFUSED" in out.stderr
+    assert broker.depth("divide") == 0
