@@ -11,7 +11,8 @@ ordinary Celery task messages, carrying the contract headers: any worker runs th
 go straight to the task's queue, by the default exchange: the task's own (topic) exchange
 also holds Celery's `#.<task>` binding for delayed delivery, and matching it costs
 RabbitMQ a third of its publish rate. Other queues bound to the task's exchange do not
-get them.
+get them. A user RabbitMQ does not let write to the default exchange (it reaches every
+queue of the vhost) publishes by the task's exchange instead.
 
 `send_batch` takes a list and returns every outcome in order. `send_stream` takes any
 iterable (a generator of a million calls) and hands each outcome to a callback as it
@@ -40,7 +41,7 @@ from celery.result import ResultSet
 from kombu import Consumer, Exchange, Queue
 
 from .contract import check_call, contract_headers
-from .errors import BadArguments, BrokerUnreachable, ConfigError
+from .errors import BadArguments, BrokerUnreachable, ConfigError, TopologyMismatch
 from .topology import declare_topology
 
 #: Unconfirmed messages allowed in flight before the publisher waits for confirms.
@@ -455,6 +456,9 @@ class _Stream:
         self.task, self.app, self.on_settled = task, task.app, on_settled
         self.items, self.taken = items, 0
         self.wait, self.buffered = wait, buffered
+        # Straight to the queue by the default exchange, unless the user may not write to
+        # it (then by the task's exchange, as Celery publishes).
+        self.via_exchange = False
         self.rpc = uses_rpc(self.app)
         # Without rpc:// outcomes are read from the backend after publishing, so no bound.
         self.max_in_flight = max_in_flight if self.rpc else None
@@ -486,7 +490,8 @@ class _Stream:
                         f"{len(self.unconfirmed)} calls not confirmed by RabbitMQ by the deadline")
                 break
             except channel_errors as exc:
-                raise self._refused(exc) from None
+                if not self._may_use_task_exchange(exc):
+                    raise self._refused(exc) from None
             except errors as exc:
                 self.report.errors.append(f"connection lost: {exc}")
                 if self.left(1.0) <= 0:
@@ -506,14 +511,31 @@ class _Stream:
             raise self.refused
         return self.report
 
+    def _may_use_task_exchange(self, exc: Exception) -> bool:
+        """True, once, if RabbitMQ refused a publish by the default exchange: the stream then
+        publishes again (what was not confirmed) by the task's exchange."""
+        text = str(getattr(exc, "reply_text", None) or exc)
+        if self.via_exchange or getattr(exc, "code", None) != 403 or "amq.default" not in text:
+            return False
+        self.via_exchange = True
+        self.report.errors.append(f"publishing by the task's exchange: {text}")
+        return True
+
     def _refused(self, exc: Exception) -> Exception:
         """The one-line error for an operation RabbitMQ refused by closing the channel."""
         text = getattr(exc, "reply_text", None) or str(exc)
-        if getattr(exc, "code", None) == 403:
-            return ConfigError(f"RabbitMQ refused to send {self.task.name} tasks ({text}): "
-                               "grant the user the permission it names")
-        return BrokerUnreachable(f"RabbitMQ refused to send {self.task.name} tasks ({text}), "
-                                 f"with {len(self.unconfirmed)} calls unconfirmed")
+        code = getattr(exc, "code", None)
+        if code == 403:
+            return ConfigError(
+                f"RabbitMQ refused access while sending {self.task.name} tasks ({text}): the "
+                f"user needs write permission on exchange {self.queue.exchange.name!r} (or "
+                "amq.default), and configure and read permission on the task's queues and "
+                "on the reply queues celery_tasks.reply.*")
+        if code in (405, 406):  # an exclusive queue of that name; a message over the limit
+            return TopologyMismatch(f"RabbitMQ refused an operation while sending "
+                                    f"{self.task.name} tasks ({text})")
+        return BrokerUnreachable(f"RabbitMQ failed while sending {self.task.name} tasks "
+                                 f"({text}), with {len(self.unconfirmed)} calls unconfirmed")
 
     def _round(self) -> None:
         """Connect, (re)publish what RabbitMQ has not confirmed, go on, collect replies."""
@@ -530,7 +552,9 @@ class _Stream:
                 replies.basic_qos(0, REPLY_PREFETCH, False)
                 Consumer(replies, [self.reply], callbacks=[self._on_reply],
                          no_ack=False, accept=["json"]).consume()
-            publisher = _Publisher(conn, self.unconfirmed, "", self.queue.name)
+            route = ((self.queue.exchange.name, self.queue.routing_key) if self.via_exchange
+                     else ("", self.queue.name))
+            publisher = _Publisher(conn, self.unconfirmed, *route)
             self.report.connecting += time.perf_counter() - setup
             again = sorted(self.unconfirmed, key=lambda task_id: self.in_flight[task_id][0])
             self.report.republished += len(again)
