@@ -89,14 +89,26 @@ def test_a_user_without_configure_permission_gets_one_line_and_exit_7(
     assert len(out.stderr.strip().splitlines()) == 1 and "ACCESS_REFUSED" in out.stderr
 
 
+def test_a_batch_by_a_user_who_may_not_write_to_the_default_exchange_uses_the_tasks(
+    broker: Broker, broker_env: dict[str, str]
+) -> None:
+    """The batch path publishes by the default exchange, which reaches every queue: a user
+    kept off it publishes by the task's exchange, as Celery does."""
+    with limited_user(broker_env, configure=".*", write=r"^(?!amq\.default$).*") as env:
+        out = run_producer("divide", "1", "2", "--count", "20", "--no-wait", env=env)
+    assert out.returncode == 0, out.stderr
+    assert broker.depth("divide") == 20  # each once
+
+
 def test_a_user_who_may_not_publish_gets_one_line_and_exit_7_from_a_batch(
     broker: Broker, broker_env: dict[str, str]
 ) -> None:
-    """The batch path publishes by the default exchange: without write permission on it,
-    RabbitMQ closes the channel (403); that is one line, not a traceback."""
-    with limited_user(broker_env, configure=".*", write=r"^(?!amq\.default$).*") as env:
+    """RabbitMQ closes the channel (403): one line naming the permissions, not a traceback."""
+    with limited_user(broker_env, configure=".*",
+                      write=r"^(?!amq\.default$|divide$).*") as env:
         out = run_producer("divide", "1", "2", "--count", "20", "--no-wait", env=env)
     assert out.returncode == 7, out.stderr
-    assert out.stderr.startswith("error: RabbitMQ refused to send divide tasks")
+    assert out.stderr.startswith("error: RabbitMQ refused access while sending divide tasks")
+    assert "write permission on exchange 'divide'" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "ACCESS_REFUSED" in out.stderr
     assert broker.depth("divide") == 0

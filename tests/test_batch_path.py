@@ -164,7 +164,9 @@ def test_calls_whose_queue_or_exchange_is_deleted_under_the_stream_are_all_queue
 ) -> None:
     """An unroutable message is confirmed by RabbitMQ all the same, then dropped: the batch
     path publishes mandatory, declares the queue again and sends it again. It publishes
-    straight to the queue, so the task's exchange is not needed."""
+    straight to the queue, so the task's exchange is not needed. (Its deletion still takes
+    the workers' `#.divide` delayed-delivery bindings with it until a worker starts again:
+    countdown retries need them.)"""
     out = run_script(DELETED_SCRIPT, deleted, env=broker_env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
