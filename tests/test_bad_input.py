@@ -100,15 +100,16 @@ def test_a_batch_by_a_user_who_may_not_write_to_the_default_exchange_uses_the_ta
     assert broker.depth("divide") == 20  # each once
 
 
-def test_a_user_who_may_not_publish_gets_one_line_and_exit_7_from_a_batch(
+def test_a_batch_whose_reply_queue_is_refused_is_one_line_and_exit_7(
     broker: Broker, broker_env: dict[str, str]
 ) -> None:
-    """RabbitMQ closes the channel (403): one line naming the permissions, not a traceback."""
-    with limited_user(broker_env, configure=".*",
-                      write=r"^(?!amq\.default$|divide$).*") as env:
-        out = run_producer("divide", "1", "2", "--count", "20", "--no-wait", env=env)
+    """RabbitMQ closes the channel (403) on the batch's reply queue: one line naming the
+    permissions, not a traceback, and nothing published."""
+    with limited_user(broker_env, configure=r"^(?!celery_tasks\.reply\.).*",
+                      write=".*") as env:
+        out = run_producer("divide", "1", "2", "--count", "20", env=env)
     assert out.returncode == 7, out.stderr
     assert out.stderr.startswith("error: RabbitMQ refused access while sending divide tasks")
-    assert "write permission on exchange 'divide'" in out.stderr
+    assert "on the reply queues celery_tasks.reply.*" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "ACCESS_REFUSED" in out.stderr
     assert broker.depth("divide") == 0
