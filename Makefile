@@ -14,6 +14,14 @@ TASK ?= unique_magic_task
 ARGS ?= unique_magic_task 1 2 3
 COMPOSE ?= docker-compose
 ENGINE_DIR ?= /var/tmp/celery-tasks-engine
+# No DOCKER_HOST and no system engine, but `make engine` is running: every target uses it.
+ifeq ($(origin DOCKER_HOST),undefined)
+ifeq ($(wildcard /var/run/docker.sock),)
+ifneq ($(wildcard $(ENGINE_DIR)/docker.sock),)
+export DOCKER_HOST := unix://$(ENGINE_DIR)/docker.sock
+endif
+endif
+endif
 # `docker-compose run` wants a terminal unless told otherwise.
 TTY_FLAG := $(shell [ -t 0 ] || echo -T)
 
@@ -112,7 +120,7 @@ produce: .env ## run the producer service once with ARGS (default: unique_magic_
 engine: ## hosts without Docker or a registry: a private engine plus local base images
 	bash docker/engine.sh start $(ENGINE_DIR)
 	DOCKER_HOST=unix://$(ENGINE_DIR)/docker.sock bash docker/build-stand-ins.sh --also-tag-official
-	@echo "now run: export DOCKER_HOST=unix://$(ENGINE_DIR)/docker.sock"
+	@echo "make's targets use it while it runs; for docker commands of your own: export DOCKER_HOST=unix://$(ENGINE_DIR)/docker.sock"
 
 engine-stop: ## stop the private engine started by `make engine`
 	bash docker/engine.sh stop $(ENGINE_DIR)

@@ -41,7 +41,9 @@ def docker_client() -> Iterator[Any]:
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # no engine: say why
-        _fail_or_skip(f"no Docker engine answers (run 'make engine'): {exc}")
+        where = os.environ.get("DOCKER_HOST", "the default socket")
+        _fail_or_skip(f"no Docker engine answers at {where} (run 'make engine', then the tests "
+                      f"through make, which finds it; or export DOCKER_HOST): {exc}")
     for image in (os.environ.get("PYTHON_IMAGE", "python:3.11-slim"),
                   os.environ.get("RABBITMQ_IMAGE", "rabbitmq:3.13-management")):
         try:

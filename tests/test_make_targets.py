@@ -33,3 +33,23 @@ def test_make_worker_and_make_produce(broker: Broker, broker_env: dict[str, str]
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(30)
+
+
+def test_make_targets_use_the_private_engine_while_it_runs(tmp_path: Path) -> None:
+    """`make engine` then `make test` needs no export: make finds the engine's socket."""
+    show = ["make", "--no-print-directory", "-s", f"ENGINE_DIR={tmp_path}",
+            "--eval=show-docker-host: ; @echo \"[$$DOCKER_HOST]\"", "show-docker-host"]
+    env = {k: v for k, v in clean_env({}).items() if k != "DOCKER_HOST"}
+
+    def docker_host() -> str:
+        out = subprocess.run(show, cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert docker_host() == "[]"  # no engine running
+    (tmp_path / "docker.sock").touch()  # as `make engine` leaves it while it runs
+    system_engine = Path("/var/run/docker.sock").exists()  # then that one is the engine
+    assert docker_host() == ("[]" if system_engine else f"[unix://{tmp_path}/docker.sock]")
+    env["DOCKER_HOST"] = "tcp://elsewhere:2375"
+    assert docker_host() == "[tcp://elsewhere:2375]"  # a DOCKER_HOST given wins
