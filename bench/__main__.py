@@ -89,27 +89,11 @@ def raw_amqp() -> dict[str, Any]:
         ch.queue_declare("bench_raw", durable=True, auto_delete=False)
         ch.queue_purge("bench_raw")
 
-        def publish(channel: Any) -> float:
-            """Seconds to publish N messages (and have them confirmed), into an empty queue."""
-            started = time.perf_counter()
-            for _ in range(N):
-                channel.basic_publish(amqp.Message(body, delivery_mode=2,
-                                                   content_type="application/json"),
-                                      exchange="", routing_key="bench_raw")
-            if channel is confirm:
-                sent[0] += N
-                while acked[0] < sent[0]:
-                    conn.drain_events(timeout=10)
-            seconds = time.perf_counter() - started
-            ch.queue_purge("bench_raw")
-            return seconds
+        def make(_: int) -> Any:
+            return amqp.Message(body, delivery_mode=2, content_type="application/json")
 
-        confirm = conn.channel()
-        confirm.confirm_select()
-        acked, sent = [0], [0]
-        confirm.events["basic_ack"].add(lambda tag, multiple: acked.__setitem__(0, tag))
-        plain = median_rate(lambda: publish(ch))
-        confirmed = median_rate(lambda: publish(confirm))
+        plain = publish_rate(conn, ch, "bench_raw", make, confirmed=False)
+        confirmed = publish_rate(conn, conn.channel(), "bench_raw", make, confirmed=True)
         same = same_message_rate(conn)
         got = [0]
 
@@ -117,9 +101,8 @@ def raw_amqp() -> dict[str, Any]:
             got[0] += 1
             message.channel.basic_ack(message.delivery_tag)
 
-        for _ in range(N):  # what consume+ack takes
-            ch.basic_publish(amqp.Message(body, delivery_mode=2, content_type="application/json"),
-                             exchange="", routing_key="bench_raw")
+        for i in range(N):  # what consume+ack takes
+            ch.basic_publish(make(i), exchange="", routing_key="bench_raw")
         ch.basic_qos(0, 100, False)
         tag = ch.basic_consume("bench_raw", callback=on_message)
         t = time.perf_counter()
@@ -147,24 +130,33 @@ def same_message_rate(conn: Any) -> float:
     channel = conn.channel()
     channel.queue_declare("bench_raw_same", durable=True, auto_delete=False,
                           arguments={"x-queue-type": "quorum"})
-    channel.confirm_select()
+    rate = publish_rate(conn, channel, "bench_raw_same", messages.__getitem__, confirmed=True)
+    channel.queue_delete("bench_raw_same")
+    return rate
+
+
+def publish_rate(conn: Any, channel: Any, queue: str, make: Callable[[int], Any],
+                 confirmed: bool) -> float:
+    """py-amqp publishing N messages `make(i)` into `queue`, empty at each run (and awaiting
+    batched confirms if `confirmed`): the median rate of RUNS runs."""
     acked, sent = [0], [0]
-    channel.events["basic_ack"].add(lambda tag, multiple: acked.__setitem__(0, tag))
+    if confirmed:
+        channel.confirm_select()
+        channel.events["basic_ack"].add(lambda tag, multiple: acked.__setitem__(0, tag))
 
     def run() -> float:
         started = time.perf_counter()
-        for message in messages:
-            channel.basic_publish(message, exchange="", routing_key="bench_raw_same")
-        sent[0] += N
-        while acked[0] < sent[0]:
-            conn.drain_events(timeout=10)
+        for i in range(N):
+            channel.basic_publish(make(i), exchange="", routing_key=queue)
+        if confirmed:
+            sent[0] += N
+            while acked[0] < sent[0]:
+                conn.drain_events(timeout=10)
         seconds = time.perf_counter() - started
-        channel.queue_purge("bench_raw_same")
+        channel.queue_purge(queue)
         return seconds
 
-    rate = median_rate(run)
-    channel.queue_delete("bench_raw_same")
-    return rate
+    return median_rate(run)
 
 
 def rtt_floor(queue_type: str, reliable: bool = False) -> dict[str, Any]:
