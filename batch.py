@@ -563,9 +563,8 @@ class _Stream:
                 self._wait_if_full(conn, publisher)
             while not (self.report.exhausted or self.refused):
                 self._wait_if_full(conn, publisher)
-                if not self.buffered and publisher.buffer:  # `items` may wait: send first
-                    publisher.flush()
-                    self._poll(conn)
+                if not self.buffered:  # `items` may wait: send what is taken first
+                    self._send(conn, publisher)
                 try:
                     item = next(self.items, None)
                 except BadArguments as exc:  # the calls before it are sent and settled
@@ -590,10 +589,12 @@ class _Stream:
     def _wait_if_full(self, conn: Any, publisher: _Publisher) -> None:
         """Wait while the confirm window or the calls in flight are full: until half the
         window is confirmed, and until a call in flight has settled."""
-        if len(publisher.confirms) >= WINDOW or publisher.refused or (
-                self.max_in_flight is not None and len(self.in_flight) >= self.max_in_flight):
-            self._wait_while(conn, publisher, lambda: len(publisher.confirms) > WINDOW // 2 or (
-                self.max_in_flight is not None and len(self.in_flight) >= self.max_in_flight))
+        if len(publisher.confirms) >= WINDOW or publisher.refused or self._in_flight_full():
+            self._wait_while(conn, publisher, lambda: (len(publisher.confirms) > WINDOW // 2
+                                                       or self._in_flight_full()))
+
+    def _in_flight_full(self) -> bool:
+        return self.max_in_flight is not None and len(self.in_flight) >= self.max_in_flight
 
     def _wait_while(self, conn: Any, publisher: _Publisher, busy: Callable[[], bool]) -> None:
         """Take confirms and replies while `busy()`; nacked and returned calls are published
@@ -634,11 +635,14 @@ class _Stream:
         _, args, kwargs = self.in_flight[task_id]
         publisher.publish(task_id, self.messages.message(task_id, args, kwargs))
         if publisher.buffered >= FLUSH_BYTES:
-            publisher.flush()
-            self._poll(conn)
+            self._send(conn, publisher)
 
-    def _poll(self, conn: Any) -> None:
-        """Take the confirms and replies the broker has sent already, without waiting."""
+    def _send(self, conn: Any, publisher: _Publisher) -> None:
+        """Write the buffered publishes, then take the confirms and replies the broker has
+        sent already, without waiting."""
+        if not publisher.buffer:
+            return
+        publisher.flush()
         for _ in range(POLL_FRAMES):
             try:
                 conn.drain_events(timeout=0)

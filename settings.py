@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from celery.app.backends import BACKEND_ALIASES
 from dotenv import dotenv_values
-from kombu.utils.url import maybe_sanitize_url
+from kombu.utils.url import maybe_sanitize_url, url_to_parts
 
 from .errors import ConfigError
 
@@ -138,19 +138,19 @@ def _resolve_aliases(values: dict[str, str]) -> dict[str, str]:
 
 
 def _broker_parts(url: str) -> tuple[str, int, str, str, str]:
-    """Host, port, user, password and vhost an amqp(s):// URL names, with kombu's defaults
-    (guest, guest, /) for what it leaves out; of a failover list (`a;b`), the first."""
+    """Host, port, user, password and vhost an amqp(s):// URL names, parsed as kombu parses
+    it, with kombu's defaults (guest, guest, /) for what it leaves out; of a failover list
+    (`a;b`), the first."""
     try:
-        parts = urlsplit(url.split(";", 1)[0])
-        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+        parts = url_to_parts(url.split(";", 1)[0])
     except ValueError as exc:
         raise ConfigError(f"CELERY_BROKER_URL is malformed: {exc}") from None
     if not parts.hostname:
         raise ConfigError("CELERY_BROKER_URL must name a host, such as amqp://user@host:5672/")
-    return (parts.hostname, port,
-            unquote(parts.username) if parts.username is not None else "guest",
-            unquote(parts.password) if parts.password is not None else "guest",
-            unquote(parts.path[1:]) if len(parts.path) > 1 else "/")
+    return (parts.hostname, parts.port or (5671 if parts.scheme == "amqps" else 5672),
+            "guest" if parts.username is None else parts.username,
+            "guest" if parts.password is None else parts.password,
+            parts.path or "/")
 
 
 def _derived_broker(raw: Mapping[str, str]) -> tuple[str, int, str, str, str, str]:
