@@ -38,9 +38,11 @@ def main() -> int:
         env = embedded_env(folder)
         workers = [Worker(name, env, folder, concurrency=1) for name in CONTRACT_NAMES]
         try:
+            # One at a time: kombu's filesystem transport rewrites a shared exchange's
+            # binding table (the workers' control mailbox) in place, so two workers
+            # starting together can read it half written.
             for worker in workers:
                 worker.launch()
-            for worker in workers:
                 worker.wait_ready()
                 print(f"demo: worker for {worker.task} is ready (pid {worker.process.pid})")  # type: ignore[union-attr]
             for step in STEPS:
