@@ -367,7 +367,7 @@ def main() -> int:
     mine["ratio_publish_vs_raw_same_message"] = (mine["publish_per_s"]
                                                  / raw["publish_same_message_per_s"])
     report = {"machine": machine(), "n": N, "runs": RUNS, "rtt_samples": RTT_SAMPLES,
-              "rows": rows,
+              "rows": rows, "targets": targets(rows),
               "scale": [{"workers": r["workers"], "e2e_per_s": r["e2e_per_s"]} for r in scale],
               "memory": memory, "seconds": time.time() - started}
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -376,6 +376,50 @@ def main() -> int:
     print(table(report))
     plot(report, RESULTS / "latest.png")
     return 0
+
+
+#: Issue 7's targets: end to end against bare Celery with the same settings and against
+#: Dramatiq, the batch path's publish rate against raw py-amqp, the single call's p50.
+E2E_VS_BARE, E2E_VS_DRAMATIQ, PUBLISH_VS_RAW, SINGLE_CALL_P50_MS = 2.0, 1.0, 0.5, 1.0
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target with what this run measured and whether it is met. The single call's
+    target also names its floor: the round trip of a raw py-amqp worker doing what
+    at-least-once needs on a quorum queue, which no framework's worker can beat."""
+    by_name = {row["name"]: row for row in rows}
+    mine, raw = by_name["this project"], by_name["raw py-amqp"]
+    dramatiq = by_name["Dramatiq (RabbitMQ, Redis results)"]
+    floor = by_name["raw py-amqp at-least-once echo worker, quorum queue"]["p50_ms"]
+    p50 = mine["p50_ms"]
+    found = [
+        ("end to end vs bare Celery, same settings", mine["ratio_e2e_vs_bare_reliable"],
+         E2E_VS_BARE, "x"),
+        ("end to end vs Dramatiq", mine["e2e_per_s"] / dramatiq["e2e_per_s"],
+         E2E_VS_DRAMATIQ, "x"),
+        ("batch publish vs raw py-amqp", mine["publish_per_s"] / raw["publish_per_s"],
+         PUBLISH_VS_RAW, "%"),
+    ]
+    verdicts = [{"target": name, "at_least": goal, "measured": value, "unit": unit,
+                 "met": value >= goal} for name, value, goal, unit in found]
+    verdicts.append({"target": "single call p50", "at_most": SINGLE_CALL_P50_MS,
+                     "measured": p50, "unit": "ms", "met": p50 <= SINGLE_CALL_P50_MS,
+                     "floor_ms": floor, "reachable": floor <= SINGLE_CALL_P50_MS})
+    return verdicts
+
+
+def verdict_line(target: dict[str, Any]) -> str:
+    """One target as the table prints it."""
+    if target["unit"] == "ms":
+        line = (f"{target['target']}: {target['measured']:.2f} ms, target <= "
+                f"{target['at_most']:g} ms: {'met' if target['met'] else 'not met'}")
+        if not target["reachable"]:
+            line += (f" (not reachable here: the at-least-once floor of a quorum queue is "
+                     f"{target['floor_ms']:.2f} ms)")
+        return line
+    shown = "{:.0%}" if target["unit"] == "%" else "{:.2f}x"
+    return (f"{target['target']}: {shown.format(target['measured'])}, target >= "
+            f"{shown.format(target['at_least'])}: {'met' if target['met'] else 'not met'}")
 
 
 def machine() -> dict[str, Any]:
@@ -411,6 +455,7 @@ def table(report: dict[str, Any]) -> str:
         f"{s['workers']} -> {s['e2e_per_s']:,.0f}" for s in report["scale"]))
     lines.append("producer memory (N -> peak RSS MiB): " + ", ".join(
         f"{m['n']:,} -> {m.get('peak_rss_mib', float('nan')):.0f}" for m in report["memory"]))
+    lines.extend(f"target, {verdict_line(t)}" for t in report["targets"])
     return "\n".join(lines)
 
 

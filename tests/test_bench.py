@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from bench.__main__ import targets, verdict_line
 from harness.processes import ROOT, clean_env
 
 
@@ -35,3 +36,40 @@ def test_make_bench_measures_every_row_and_writes_json_and_plot(tmp_path: Path) 
     assert [s["workers"] for s in report["scale"]] == [1, 2, 4]
     assert (tmp_path / "latest.png").stat().st_size > 0
     assert "this project" in out.stdout  # the table
+    assert [t["target"] for t in report["targets"]] == [
+        "end to end vs bare Celery, same settings", "end to end vs Dramatiq",
+        "batch publish vs raw py-amqp", "single call p50"]
+    assert report["targets"][-1]["floor_ms"] == report["rows"][4]["p50_ms"]
+    assert "target, single call p50: " in out.stdout
+
+
+def rows(ours: dict[str, float], floor_ms: float) -> list[dict[str, object]]:
+    """The rows `targets` reads, with bare Celery at 100 tasks/s and raw at 10,000/s."""
+    return [{"name": "raw py-amqp", "publish_per_s": 10_000.0},
+            {"name": "raw py-amqp at-least-once echo worker, quorum queue", "p50_ms": floor_ms},
+            {"name": "Dramatiq (RabbitMQ, Redis results)", "e2e_per_s": 150.0},
+            {"name": "this project", **ours}]
+
+
+def test_bench_targets_say_which_are_met() -> None:
+    ours = {"ratio_e2e_vs_bare_reliable": 2.5, "e2e_per_s": 250.0, "publish_per_s": 4_000.0,
+            "p50_ms": 0.9}
+    found = targets(rows(ours, floor_ms=0.5))
+    assert [(t["measured"], t["met"]) for t in found] == [
+        (2.5, True), (250.0 / 150.0, True), (0.4, False), (0.9, True)]
+    assert found[-1]["reachable"] is True
+    assert [verdict_line(t) for t in found] == [
+        "end to end vs bare Celery, same settings: 2.50x, target >= 2.00x: met",
+        "end to end vs Dramatiq: 1.67x, target >= 1.00x: met",
+        "batch publish vs raw py-amqp: 40%, target >= 50%: not met",
+        "single call p50: 0.90 ms, target <= 1 ms: met"]
+
+
+def test_bench_single_call_target_names_a_floor_above_it() -> None:
+    ours = {"ratio_e2e_vs_bare_reliable": 1.5, "e2e_per_s": 100.0, "publish_per_s": 6_000.0,
+            "p50_ms": 1.8}
+    single = targets(rows(ours, floor_ms=1.05))[-1]
+    assert (single["met"], single["reachable"], single["floor_ms"]) == (False, False, 1.05)
+    assert verdict_line(single) == (
+        "single call p50: 1.80 ms, target <= 1 ms: not met (not reachable here: the "
+        "at-least-once floor of a quorum queue is 1.05 ms)")
