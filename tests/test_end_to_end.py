@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,20 @@ def test_a_worker_says_when_its_pool_does_not_enforce_time_limits(
     assert ("the threads pool does not enforce time limits (soft 60 s, hard 65 s)"
             in threads.log)
     assert "does not enforce time limits" not in prefork.log
+
+
+def test_a_worker_at_loglevel_warning_serves_without_a_line_per_task(
+    broker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """What README's Performance says of `--loglevel warning`: tasks run, unlogged."""
+    worker = Worker("unique_magic_task", broker_env, tmp_path, pool="threads",
+                    extra_args=("--loglevel", "warning")).launch()
+    try:  # no " ready." line to wait for at this level: the call waits in the queue
+        out = run_producer("unique_magic_task", "1", "2", "3", "--count", "3", "--json",
+                           env=broker_env)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["succeeded"] == 3
+    finally:
+        worker.stop()
+    assert worker.received() == []
+    assert "succeeded in" not in worker.log and "[queues]" in worker.log
