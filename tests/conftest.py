@@ -83,6 +83,16 @@ class Broker:
                 return None
             raise
 
+    def consumers(self, name: str) -> int:
+        """Consumers of queue `name` (0 if it does not exist yet)."""
+        try:
+            with self.connection() as conn, conn.channel() as channel:
+                return int(channel.queue_declare(name, passive=True).consumer_count)
+        except Exception as exc:
+            if "NOT_FOUND" in str(exc) or "404" in str(exc):
+                return 0
+            raise
+
     def delete_task_queues(self, names: tuple[str, ...] = TASK_NAMES) -> None:
         """Delete the tasks' queues, dead-letter queues and exchanges."""
         with self.connection() as conn, conn.channel() as channel:

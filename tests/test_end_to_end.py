@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness.processes import Worker, run_producer, run_script
+from tests.conftest import Broker
 
 ARTICLE_SNIPPET = """
 from celery_tasks.tasks import MagicCeleryTask
@@ -117,16 +119,23 @@ def test_a_worker_says_when_its_pool_does_not_enforce_time_limits(
 
 
 def test_a_worker_at_loglevel_warning_serves_without_a_line_per_task(
-    broker_env: dict[str, str], tmp_path: Path
+    broker: Broker, broker_env: dict[str, str], tmp_path: Path
 ) -> None:
     """What README's Performance says of `--loglevel warning`: tasks run, unlogged."""
-    worker = Worker("unique_magic_task", broker_env, tmp_path, pool="threads",
+    worker = Worker("unique_magic_task", broker_env, tmp_path, pool="threads", concurrency=4,
                     extra_args=("--loglevel", "warning")).launch()
-    try:  # no " ready." line to wait for at this level: the call waits in the queue
+    process = worker.process
+    assert process is not None
+    try:  # no " ready." line at this level: wait until it consumes the queue, alone
+        deadline = time.monotonic() + 60
+        while broker.consumers("unique_magic_task") != 1:
+            assert time.monotonic() < deadline and process.poll() is None, worker.log
+            time.sleep(0.1)
         out = run_producer("unique_magic_task", "1", "2", "3", "--count", "3", "--json",
                            env=broker_env)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["succeeded"] == 3
+        assert broker.consumers("unique_magic_task") == 1  # so this worker ran all three
     finally:
         worker.stop()
     assert worker.received() == []
