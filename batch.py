@@ -40,8 +40,14 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import ResultSet
 from kombu import Consumer, Exchange, Queue
 
-from .contract import check_call, contract_headers
-from .errors import BadArguments, BrokerUnreachable, ConfigError, TopologyMismatch
+from .contract import check_call, contract_headers, payload_limit
+from .errors import (
+    BadArguments,
+    BrokerUnreachable,
+    ConfigError,
+    TopologyMismatch,
+    message_refused,
+)
 from .topology import declare_topology
 
 #: Unconfirmed messages allowed in flight before the publisher waits for confirms.
@@ -365,7 +371,8 @@ def send_batch(
     """
     started = time.perf_counter()  # rates count the checks too
     contract = type(task).contract
-    checked = [check_call(contract, args, kwargs) for args, kwargs in calls]
+    limit = payload_limit(task.app)
+    checked = [check_call(contract, args, kwargs, limit=limit) for args, kwargs in calls]
     ids = [str(uuid.uuid4()) for _ in checked]
     outcomes: list[tuple[str, Any] | None] = [None] * len(ids)
 
@@ -407,12 +414,12 @@ def send_stream(
     then written to the broker FLUSH_BYTES at a time, much faster. Otherwise each call is
     written as soon as it is taken, so that none waits unsent while `calls` waits.
     """
-    contract = type(task).contract
+    contract, limit = type(task).contract, payload_limit(task.app)
 
     def items() -> Iterator[tuple[str, Sequence[Any], Mapping[str, Any]]]:
         for args, kwargs in calls:
             if not checked:
-                args, kwargs = check_call(contract, args, kwargs)
+                args, kwargs = check_call(contract, args, kwargs, limit=limit)
             yield str(uuid.uuid4()), args, kwargs
 
     return _Stream(task, items(), timeout, on_settled,
@@ -525,13 +532,16 @@ class _Stream:
         """The one-line error for an operation RabbitMQ refused by closing the channel."""
         text = getattr(exc, "reply_text", None) or str(exc)
         code = getattr(exc, "code", None)
+        too_large = message_refused(exc, f"a {self.task.name} call")
+        if too_large is not None:
+            return too_large
         if code == 403:
             return ConfigError(
                 f"RabbitMQ refused access while sending {self.task.name} tasks ({text}): the "
                 f"user needs write permission on exchange {self.queue.exchange.name!r} (or "
                 "amq.default), and configure and read permission on the task's queues and "
                 "on the reply queues celery_tasks.reply.*")
-        if code in (405, 406):  # an exclusive queue of that name; a message over the limit
+        if code in (405, 406):  # an exclusive queue of that name; other arguments
             return TopologyMismatch(f"RabbitMQ refused an operation while sending "
                                     f"{self.task.name} tasks ({text})")
         return BrokerUnreachable(f"RabbitMQ failed while sending {self.task.name} tasks "

@@ -43,8 +43,8 @@ from .batch import (
     supports_batch_path,
     uses_rpc,
 )
-from .contract import check_call
-from .errors import BrokerUnreachable, TaskTimeout
+from .contract import check_call, payload_limit
+from .errors import BrokerUnreachable, TaskTimeout, message_refused
 from .topology import declare_topology
 
 #: Seconds between reconnection attempts while a call's deadline allows.
@@ -65,7 +65,7 @@ def call(task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
     Raises `BadArguments` before anything is published, `TaskTimeout` at the deadline and
     `BrokerUnreachable` if RabbitMQ stays away past it with the call unconfirmed.
     """
-    args, kwargs = check_call(type(task).contract, args, kwargs)
+    args, kwargs = check_call(type(task).contract, args, kwargs, limit=payload_limit(task.app))
     return _line(task.app).call(task, args, kwargs, timeout)
 
 
@@ -146,8 +146,11 @@ class _Line:
                         f"lost the broker before it confirmed {task.name}[{task_id}]: {exc}"
                         if published else f"could not reach the broker to send "
                         f"{task.name}[{task_id}]: {exc}; nothing was sent") from None
-                except BaseException:  # Ctrl-C or a channel error mid-frame: start afresh
+                except BaseException as exc:  # Ctrl-C, a channel error: start afresh
                     self._drop()
+                    refused = message_refused(exc, f"{task.name}[{task_id}]")
+                    if refused is not None:
+                        raise refused from None
                     raise
         finally:
             self.current = ""  # a late reply or confirm of this call is not wanted

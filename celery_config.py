@@ -8,6 +8,8 @@ JSON is the only content accepted: a pickle message is refused, never executed.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from .rabbitmq_config import SETTINGS
@@ -39,10 +41,16 @@ task_default_queue_type: str = SETTINGS.queue_type
 worker_detect_quorum_queues = True
 broker_native_delayed_delivery_queue_type: str = SETTINGS.queue_type
 celery_tasks_delivery_limit: int = SETTINGS.delivery_limit
+# The broker's message size limit: calls and results over it are refused before sending.
+celery_tasks_max_message_size: int = SETTINGS.max_message_size
 celery_tasks_dead_letter = True
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
-broker_transport_options: dict[str, Any] = {"confirm_publish": True}
+# Each connection names its host and process, so an operator can tell them apart
+# (`rabbitmqctl list_connections client_properties`, the management UI).
+CONNECTION_NAME = f"celery_tasks {socket.gethostname()} pid {os.getpid()}"
+broker_transport_options: dict[str, Any] = {
+    "confirm_publish": True, "client_properties": {"connection_name": CONNECTION_NAME}}
 if SETTINGS.uses_filesystem_broker:
     # kombu's virtual transports know neither queue types nor dead-lettering.
     task_default_queue_type = "classic"
@@ -71,7 +79,9 @@ result_expires = 3600
 # rpc:// results are persistent messages: in the batch path's durable reply queue they
 # survive a broker restart.
 result_persistent = True
-result_extended = True
+# A result carries the value alone, not the task's arguments again: with them, a call
+# near the message size limit would make a result over it.
+result_extended = False
 task_track_started = False
 enable_utc = True
 timezone = "UTC"

@@ -25,6 +25,7 @@ from .errors import (
     ContractNotImplemented,
     ContractViolation,
     ImplementationError,
+    message_refused,
 )
 from .fingerprint import describe_contract, fingerprint, incompatibility
 from .version import pinned_commit
@@ -33,9 +34,11 @@ _STRICT = ConfigDict(strict=True)
 #: RabbitMQ's default delivery-acknowledgement timeout (30 minutes), in seconds: a channel
 #: whose unacknowledged message outlives it is closed, so every time limit stays below it.
 CONSUMER_TIMEOUT = 1800
-#: RabbitMQ refuses messages over 128 MiB by default (max_message_size); the arguments
-#: must fit with room to spare for the headers.
-MAX_MESSAGE_BYTES = 128 * 1024 * 1024 - 64 * 1024
+#: RabbitMQ 4.x refuses messages over 16 MiB by default (its max_message_size; 3.x: 128
+#: MiB); CELERY_TASKS_MAX_MESSAGE_SIZE says what the broker in use takes.
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Room kept in a message for its headers (the contract's, Celery's, argument reprs).
+HEADER_ROOM = 64 * 1024
 
 
 class Contract(Task):
@@ -60,6 +63,9 @@ class Contract(Task):
     time_limit: ClassVar[float] = 330
     #: How the worker settles a timed-out message: see request.py.
     Request = "celery_tasks.request:ContractRequest"
+    #: Contract errors are expected answers, not crashes: the worker logs them in one line,
+    #: without a traceback (the caller gets the error; the message is dead-lettered).
+    throws = (ContractMismatch, ContractViolation)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -89,9 +95,16 @@ class Contract(Task):
         The message carries the contract's description, fingerprint and pinned commit, so
         the worker can refuse a call from an incompatible version (see fingerprint.py).
         """
-        checked_args, checked_kwargs = check_call(type(self).contract, args or (), kwargs or {})
+        checked_args, checked_kwargs = check_call(type(self).contract, args or (), kwargs or {},
+                                                  limit=payload_limit(self.app))
         options["headers"] = {**contract_headers(type(self)), **(options.get("headers") or {})}
-        return super().apply_async(checked_args, checked_kwargs, **options)
+        try:
+            return super().apply_async(checked_args, checked_kwargs, **options)
+        except Exception as exc:  # the broker's message size limit is lower than ours
+            refused = message_refused(exc, f"a {self.name} call")
+            if refused is not None:
+                raise refused from None
+            raise
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """On a worker: check the message against this worker's contract, run, check the result.
@@ -108,7 +121,20 @@ class Contract(Task):
         except BadArguments as exc:
             raise ContractViolation(f"refused by the worker: {exc}") from None
         result = super().__call__(*args_list, **kwargs_dict)
-        return check_result(cls, result)
+        return check_result(cls, result, payload_limit(self.app))
+
+
+def payload_limit(app: Any) -> int:
+    """Bytes of JSON a call's arguments (or a result) may take in a message of `app`: its
+    broker's message size limit less the room for headers."""
+    size = app.conf.get("celery_tasks_max_message_size") or DEFAULT_MAX_MESSAGE_SIZE
+    return int(size) - HEADER_ROOM
+
+
+def _too_large(what: str, size: int, limit: int) -> str:
+    return (f"{what} take {size:,} bytes as JSON, over the {limit:,} bytes a message holds "
+            f"(CELERY_TASKS_MAX_MESSAGE_SIZE, {(limit + HEADER_ROOM) / 2**20:g} MiB, less "
+            f"{HEADER_ROOM // 1024} KiB for headers): pass a reference (a URL, a key) instead")
 
 
 def is_contract_class(cls: object) -> TypeGuard[type[Contract]]:
@@ -188,7 +214,7 @@ def _simple_types(cls: type[Contract]) -> tuple[type, ...] | None:
 _SIMPLE: dict[type[Contract], tuple[type, ...] | None] = {}
 
 
-def _check_simple(cls: type[Contract], args: Sequence[Any]) -> list[Any] | None:
+def _check_simple(cls: type[Contract], args: Sequence[Any], limit: int) -> list[Any] | None:
     """The strict check of a plain call, without pydantic: the hot path of every send.
 
     Returns None whenever it is not sure (another shape, a wrong type, NaN, long text);
@@ -206,7 +232,7 @@ def _check_simple(cls: type[Contract], args: Sequence[Any]) -> list[Any] | None:
         text += len(value) if kind is str else 0
         checked.append(plain)
     # JSON writes a character in 12 bytes at most (a surrogate pair, escaped).
-    return checked if text * 12 + 64 * len(checked) < MAX_MESSAGE_BYTES else None
+    return checked if text * 12 + 64 * len(checked) < limit else None
 
 
 _UNSURE = object()
@@ -245,17 +271,19 @@ def check_call(
     *,
     from_text: bool = False,
     wire: bool = False,
+    limit: int = DEFAULT_MAX_MESSAGE_SIZE - HEADER_ROOM,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Bind a call to the contract's signature and check every value against its annotation.
 
     Returns JSON-ready positional and keyword arguments. Values are checked strictly (an
     `int` parameter refuses `"1"` and `True`), unless `from_text`, where command-line text
     is converted by the annotation (`"1"` becomes `1`). With `wire` (a worker reading a
-    message), values are checked as JSON and returned as Python objects for `run`.
+    message), values are checked as JSON and returned as Python objects for `run`. The
+    arguments must fit in `limit` bytes of JSON (see `payload_limit`).
     Raises `BadArguments`.
     """
     if not from_text and not kwargs:
-        simple = _check_simple(cls, args)
+        simple = _check_simple(cls, args, limit)
         if simple is not None:
             return simple, {}
     sig = signature_of(cls)
@@ -282,11 +310,8 @@ def check_call(
     except ValueError as exc:  # an int too long for text (Python caps it at 4,300 digits)
         raise BadArguments(
             f"{describe(cls)}: the arguments cannot be sent as JSON: {exc}") from None
-    if size > MAX_MESSAGE_BYTES:
-        raise BadArguments(
-            f"{describe(cls)}: the arguments take {size} bytes as JSON, over the "
-            f"{MAX_MESSAGE_BYTES}-byte limit of a message; pass a reference (a URL, a key) instead"
-        )
+    if size > limit:
+        raise BadArguments(f"{describe(cls)}: {_too_large('the arguments', size, limit)}")
     return checked
 
 
@@ -339,20 +364,37 @@ def check_sender(cls: type[Contract], request: Any) -> None:
         )
 
 
-def check_result(cls: type[Contract], result: Any) -> Any:
-    """The result, JSON-ready, if it matches the return annotation; else ContractViolation."""
+def check_result(cls: type[Contract], result: Any,
+                 limit: int = DEFAULT_MAX_MESSAGE_SIZE - HEADER_ROOM) -> Any:
+    """The result, JSON-ready, if it matches the return annotation and fits in `limit`
+    bytes of JSON; else ContractViolation (a result the broker would refuse never leaves)."""
     annotation = signature_of(cls).return_annotation
-    if annotation is inspect.Signature.empty:
-        return result
-    adapter = _adapter(annotation, True)
+    checked = result
+    if annotation is not inspect.Signature.empty:
+        adapter = _adapter(annotation, True)
+        try:
+            checked = adapter.dump_python(adapter.validate_python(result), mode="json")
+        except ValidationError:
+            raise ContractViolation(
+                f"{describe(cls)}: the implementation returned {type(result).__name__} "
+                f"{result!r:.80}, not {_type_name(annotation)}"
+            ) from None
+    size = _json_size(checked, limit)
+    if size > limit:
+        raise ContractViolation(f"{cls.name}: {_too_large('its result would', size, limit)}")
+    return checked
+
+
+def _json_size(value: Any, limit: int) -> int:
+    """The bytes `value` takes as JSON, or a bound below `limit` when it surely fits."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return 0
+    if isinstance(value, str) and 12 * len(value) + 2 < limit:
+        return 0  # JSON writes a character in 12 bytes at most (an escaped surrogate pair)
     try:
-        checked = adapter.validate_python(result)
-    except ValidationError:
-        raise ContractViolation(
-            f"{describe(cls)}: the implementation returned {type(result).__name__} "
-            f"{result!r:.80}, not {_type_name(annotation)}"
-        ) from None
-    return adapter.dump_python(checked, mode="json")
+        return len(json.dumps(value, separators=(",", ":")))
+    except (TypeError, ValueError):  # not JSON at all: Celery's serializer says so later
+        return 0
 
 
 def check_implementation(cls: type) -> None:

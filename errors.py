@@ -113,6 +113,18 @@ class ContractNotImplemented(NotImplementedError):
     """Raised by a contract stub's ``run``: stubs describe work, workers do it."""
 
 
+def message_refused(exc: BaseException, what: str) -> ConfigError | None:
+    """RabbitMQ's refusal of a message over its max_message_size (406), as the setting to
+    fix; None for any other error."""
+    text = str(getattr(exc, "reply_text", None) or exc)
+    if getattr(exc, "code", None) != 406 or "max size" not in text:
+        return None
+    return ConfigError(
+        f"RabbitMQ refused {what}: {text.rsplit(' - ', 1)[-1]}; set "
+        "CELERY_TASKS_MAX_MESSAGE_SIZE to the broker's max_message_size, so that such calls "
+        "are refused before they are sent")
+
+
 #: Errors raised on a worker that keep their own exit code when they reach the producer,
 #: by the name the result carries; any other remote error is TaskFailed.
 REMOTE_ERRORS: dict[str, type[CeleryTasksError]] = {

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, str] = {
     "BROKER_FILESYSTEM_DIR": "",
     "CELERY_TASKS_QUEUE_TYPE": "quorum",
     "CELERY_TASKS_DELIVERY_LIMIT": "5",
+    "CELERY_TASKS_MAX_MESSAGE_SIZE": "16MiB",
     "RABBITMQ_TLS": "false",
     "BROKER_TLS_CA_FILE": "",
     "BROKER_TLS_CERT_FILE": "",
@@ -64,11 +65,15 @@ class Settings:
     broker_filesystem_dir: str
     queue_type: str = "quorum"
     delivery_limit: int = 5
+    #: Bytes RabbitMQ takes in one message (its max_message_size): 16 MiB on 4.x.
+    max_message_size: int = 16 * 1024 * 1024
     tls_ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
     #: The broker URL came from CELERY_BROKER_URL, not from the RABBITMQ_* variables.
     broker_url_given: bool = False
+    #: Every node the clients know, as host:port (a cluster: several, tried in turn).
+    broker_nodes: tuple[str, ...] = ()
 
     @property
     def uses_tls(self) -> bool:
@@ -101,7 +106,7 @@ class Settings:
         """Where the broker is, for messages: host:port, or the embedded broker's folder."""
         if self.uses_filesystem_broker:
             return f"embedded broker in {self.broker_filesystem_dir}"
-        return f"{self.rabbitmq_host}:{self.rabbitmq_port}"
+        return ", ".join(self.broker_nodes) or f"{self.rabbitmq_host}:{self.rabbitmq_port}"
 
     def redact(self, text: str) -> str:
         """Remove the password (raw and URL-quoted) from a text meant for a user."""
@@ -137,37 +142,63 @@ def _resolve_aliases(values: dict[str, str]) -> dict[str, str]:
     return resolved
 
 
-def _broker_parts(url: str) -> tuple[str, int, str, str, str]:
+Broker = tuple[str, int, str, str, str, tuple[str, ...]]
+
+
+def _broker_parts(url: str) -> Broker:
     """Host, port, user, password and vhost an amqp(s):// URL names, parsed as kombu parses
-    it, with kombu's defaults (guest, guest, /) for what it leaves out; of a failover list
-    (`a;b`), the first."""
-    try:
-        parts = url_to_parts(url.split(";", 1)[0])
-    except ValueError as exc:
-        raise ConfigError(f"CELERY_BROKER_URL is malformed: {exc}") from None
-    if not parts.hostname:
-        raise ConfigError("CELERY_BROKER_URL must name a host, such as amqp://user@host:5672/")
-    return (parts.hostname, parts.port or (5671 if parts.scheme == "amqps" else 5672),
-            "guest" if parts.username is None else parts.username,
-            "guest" if parts.password is None else parts.password,
-            parts.path or "/")
+    it, with kombu's defaults (guest, guest, /) for what it leaves out, and every node of a
+    failover list (`a;b`) as host:port; the rest is the first URL's."""
+    nodes = []
+    for index, one in enumerate(url.split(";")):
+        try:
+            parts = url_to_parts(one.strip())
+        except ValueError as exc:
+            raise ConfigError(f"CELERY_BROKER_URL is malformed: {exc}") from None
+        if not parts.hostname:
+            raise ConfigError("CELERY_BROKER_URL must name a host, such as "
+                              "amqp://user@host:5672/")
+        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+        nodes.append(f"{parts.hostname}:{port}")
+        if index == 0:
+            first = (parts.hostname, port,
+                     "guest" if parts.username is None else parts.username,
+                     "guest" if parts.password is None else parts.password, parts.path or "/")
+    return (*first, tuple(nodes))
 
 
-def _derived_broker(raw: Mapping[str, str]) -> tuple[str, int, str, str, str, str]:
-    """Host, port, user, password and vhost from the RABBITMQ_* variables, checked, and
-    the broker URL they make (amqps:// with RABBITMQ_TLS)."""
-    host = raw["RABBITMQ_HOST"].strip()
-    if not host or any(c in host for c in "/@ "):
-        raise ConfigError(f"RABBITMQ_HOST must be a host name or address, got {host!r}")
+def _derived_broker(raw: Mapping[str, str]) -> tuple[Broker, str]:
+    """Host, port, user, password and vhost from the RABBITMQ_* variables, checked, with
+    every node (RABBITMQ_HOST may list a cluster's, comma-separated, each with its own
+    :port or RABBITMQ_PORT), and the broker URL they make: one amqp:// URL per node, as a
+    failover list (amqps:// with RABBITMQ_TLS)."""
     port = int(_number("RABBITMQ_PORT", raw["RABBITMQ_PORT"], low=1, high=65535, integer=True))
+    nodes = [_node(text.strip(), port) for text in raw["RABBITMQ_HOST"].split(",")]
     user, password, vhost = raw["RABBITMQ_USER"], raw["RABBITMQ_PASSWORD"], raw["RABBITMQ_VHOST"]
     if not user:
         raise ConfigError("RABBITMQ_USER must not be empty")
-    scheme = "amqps" if _flag("RABBITMQ_TLS", raw["RABBITMQ_TLS"]) else "amqp"
+    tls = _flag("RABBITMQ_TLS", raw["RABBITMQ_TLS"])
+    if tls and len(nodes) > 1:
+        raise ConfigError("RABBITMQ_TLS takes one RABBITMQ_HOST: the server certificate is "
+                          "checked against one name (give the cluster one name, such as a "
+                          "load balancer's)")
+    scheme = "amqps" if tls else "amqp"
     # Quote every part: a password like 'p@ss:w/rd%' must survive the URL intact.
-    url = (f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
-           f"{quote(vhost, safe='')}")
-    return host, port, user, password, vhost, url
+    url = ";".join(f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:"
+                   f"{node_port}/{quote(vhost, safe='')}" for host, node_port in nodes)
+    host, port = nodes[0]
+    return (host, port, user, password, vhost, tuple(f"{h}:{p}" for h, p in nodes)), url
+
+
+def _node(text: str, default_port: int) -> tuple[str, int]:
+    """`host` or `host:port` of one RABBITMQ_HOST entry, checked."""
+    host, colon, port_text = text.partition(":")
+    if not host or any(c in host for c in "/@ ") or (colon and not port_text):
+        raise ConfigError(f"RABBITMQ_HOST must be a host name or address, or several "
+                          f"separated by commas (host or host:port each), got {text!r}")
+    if not colon:
+        return host, default_port
+    return host, int(_number("RABBITMQ_HOST", port_text, low=1, high=65535, integer=True))
 
 
 def _number(name: str, text: str, *, low: float, high: float, integer: bool) -> float:
@@ -178,6 +209,25 @@ def _number(name: str, text: str, *, low: float, high: float, integer: bool) -> 
         raise ConfigError(f"{name} must be {kind}, got {text!r}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {text!r}")
+    return value
+
+
+_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+#: RabbitMQ's own bounds for max_message_size: it refuses more than 512 MiB.
+_MESSAGE_SIZE_BOUNDS = (1024**2, 512 * 1024**2)
+
+
+def _size(name: str, text: str) -> int:
+    """A byte count: `16777216`, `16MiB`, `512 KiB`, within RabbitMQ's bounds."""
+    number = text.strip().lower().rstrip("bikmg ")
+    unit = text.strip().lower()[len(number):].replace(" ", "")
+    low, high = _MESSAGE_SIZE_BOUNDS
+    if unit not in _UNITS or not number.isdigit():
+        raise ConfigError(f"{name} must be a size such as 16MiB or 16777216 (bytes), got {text!r}")
+    value = int(number) * _UNITS[unit]
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between 1MiB and 512MiB (RabbitMQ's max_message_size "
+                          f"bounds), got {text!r}")
     return value
 
 
@@ -228,13 +278,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"got scheme {scheme!r}"
         )
     if not broker_url:
-        host, port, user, password, vhost, broker_url = _derived_broker(raw)
+        (host, port, user, password, vhost, nodes), broker_url = _derived_broker(raw)
     elif scheme != "filesystem":
         # The URL wins: messages, redaction and TLS host checks use what it names, and the
         # RABBITMQ_* variables it replaces are not read (a stale one is no error).
-        host, port, user, password, vhost = _broker_parts(broker_url)
+        host, port, user, password, vhost, nodes = _broker_parts(broker_url)
     else:  # the embedded broker: no host, no credentials
-        host, port, user, password, vhost = "localhost", 5672, "guest", "", "/"
+        host, port, user, password, vhost, nodes = "localhost", 5672, "guest", "", "/", ()
     fs_dir = raw["BROKER_FILESYSTEM_DIR"]
     if scheme == "filesystem" and not fs_dir:
         raise ConfigError("BROKER_FILESYSTEM_DIR must name a folder when the broker is filesystem://")
@@ -263,8 +313,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         broker_filesystem_dir=fs_dir,
         queue_type=queue_type,
         delivery_limit=delivery_limit,
+        max_message_size=_size("CELERY_TASKS_MAX_MESSAGE_SIZE",
+                               raw["CELERY_TASKS_MAX_MESSAGE_SIZE"]),
         tls_ca_file=tls_files["BROKER_TLS_CA_FILE"],
         tls_cert_file=tls_files["BROKER_TLS_CERT_FILE"],
         tls_key_file=tls_files["BROKER_TLS_KEY_FILE"],
         broker_url_given=bool(raw["CELERY_BROKER_URL"]),
+        broker_nodes=nodes,
     )

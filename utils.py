@@ -11,7 +11,7 @@ from celery import Celery, Task
 
 from .contract import check_implementation, is_contract_class
 from .reply import ReplyQueueBackend
-from .topology import declare_topology, task_queue
+from .topology import declare_delay_exchanges, declare_topology, task_queue
 
 
 class ContractApp(Celery):
@@ -36,7 +36,10 @@ class ContractApp(Celery):
         for task in self.tasks.values():
             if is_contract_class(type(task)):
                 check_implementation(type(task))
-        declare_topology(self)
+        with self.connection_for_write() as conn:
+            declare_topology(self, conn=conn)
+            if self.conf.task_default_queue_type == "quorum":  # Celery's delayed delivery
+                declare_delay_exchanges(conn)
         super().worker_main(args)
 
 

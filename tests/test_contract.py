@@ -9,8 +9,19 @@ import pytest
 from celery import Task
 
 from celery_tasks import contract as contract_module
-from celery_tasks.contract import Contract, check_call, check_implementation, describe
-from celery_tasks.errors import BadArguments, ContractNotImplemented, ImplementationError
+from celery_tasks.contract import (
+    Contract,
+    check_call,
+    check_implementation,
+    check_result,
+    describe,
+)
+from celery_tasks.errors import (
+    BadArguments,
+    ContractNotImplemented,
+    ContractViolation,
+    ImplementationError,
+)
 from celery_tasks.tasks import CONTRACTS, DivideTask, MagicCeleryTask, SleepEchoTask
 
 
@@ -58,7 +69,7 @@ def test_a_bad_call_is_refused_with_the_signature(args: tuple, kwargs: dict, mes
 def test_the_plain_call_shortcut_agrees_with_the_full_check(call: tuple) -> None:
     """check_call skips pydantic for plain int/float/str/bool calls: same answer either way."""
     _assert_same_verdict(MagicCeleryTask, call)
-    assert contract_module._check_simple(MagicCeleryTask, (1, 2, 3)) == [1, 2, 3]  # it is used
+    assert contract_module._check_simple(MagicCeleryTask, (1, 2, 3), 2**20) == [1, 2, 3]  # used
 
 
 @pytest.mark.parametrize("call", [
@@ -175,3 +186,28 @@ def test_an_extra_defaulted_parameter_is_refused() -> None:
 
     with pytest.raises(ImplementationError, match="differs from the contract"):
         check_implementation(Extra)
+
+
+def test_arguments_over_the_message_size_limit_are_refused_naming_both_sizes() -> None:
+    limit = 2**20 - contract_module.HEADER_ROOM
+    check_call(SleepEchoTask, [0.1, "x" * (limit - 100)], {}, limit=limit)  # it fits
+    with pytest.raises(BadArguments) as info:
+        check_call(SleepEchoTask, [0.1, "x" * limit], {}, limit=limit)
+    assert str(info.value).startswith("sleep_echo(seconds: float, payload: str) -> str: the "
+                                      f"arguments take {limit + 13:,} bytes as JSON, over the "
+                                      f"{limit:,} bytes a message holds")
+    assert "CELERY_TASKS_MAX_MESSAGE_SIZE, 1 MiB" in str(info.value)
+
+
+def test_the_default_limit_is_rabbitmq_4s_16_mib() -> None:
+    with pytest.raises(BadArguments, match="over the 16,711,680 bytes"):
+        check_call(SleepEchoTask, [0.1, "x" * 16 * 2**20], {})
+
+
+def test_a_result_over_the_limit_is_a_contract_violation_naming_task_size_and_limit() -> None:
+    limit = 2**20
+    assert check_result(SleepEchoTask, "y" * 1000, limit) == "y" * 1000
+    with pytest.raises(ContractViolation) as info:
+        check_result(SleepEchoTask, "y" * limit, limit)
+    assert str(info.value).startswith(f"sleep_echo: its result would take {limit + 2:,} bytes "
+                                      f"as JSON, over the {limit:,} bytes a message holds")

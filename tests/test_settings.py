@@ -101,9 +101,51 @@ def test_a_broker_url_names_the_host_port_and_password_used_everywhere(
     assert (bare.broker_address, bare.rabbitmq_user, bare.rabbitmq_vhost) == ("h:5672", "guest",
                                                                               "/")  # as kombu
     failover = load_settings({"CELERY_BROKER_URL": "amqp://a:1//;amqp://b:2//"})
-    assert (failover.broker_address, failover.rabbitmq_vhost) == ("a:1", "/")
+    assert (failover.broker_address, failover.rabbitmq_vhost) == ("a:1, b:2", "/")
     with pytest.raises(ConfigError, match="CELERY_BROKER_URL must name a host"):
         load_settings({"CELERY_BROKER_URL": "amqp:///vhost"})
+
+
+def test_several_hosts_make_a_failover_url_with_every_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster: RABBITMQ_HOST lists its nodes; clients get kombu's failover list."""
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({"RABBITMQ_HOST": "rabbitmq-1, rabbitmq-2:5673,rabbitmq-3",
+                       "RABBITMQ_PASSWORD": "p@ss;w", "RABBITMQ_VHOST": "v"})
+    assert s.broker_url == ";".join(f"amqp://guest:p%40ss%3Bw@{node}/v" for node in (
+        "rabbitmq-1:5672", "rabbitmq-2:5673", "rabbitmq-3:5672"))
+    assert s.broker_address == "rabbitmq-1:5672, rabbitmq-2:5673, rabbitmq-3:5672"
+    assert Connection(s.broker_url).alt == s.broker_url.split(";")  # kombu sees three nodes
+
+
+@pytest.mark.parametrize("hosts", ["a,,b", "a,b:", "a,b:x", "a b", "a,b:70000"])
+def test_a_bad_host_list_names_the_variable(hosts: str) -> None:
+    with pytest.raises(ConfigError, match="RABBITMQ_HOST"):
+        load_settings({"RABBITMQ_HOST": hosts, "CELERY_TASKS_ENV_FILE": ""})
+
+
+def test_tls_takes_one_host() -> None:
+    with pytest.raises(ConfigError, match="RABBITMQ_TLS takes one RABBITMQ_HOST"):
+        load_settings({"RABBITMQ_HOST": "a,b", "RABBITMQ_TLS": "true",
+                       "CELERY_TASKS_ENV_FILE": ""})
+
+
+@pytest.mark.parametrize(("text", "size"), [("16MiB", 16 * 2**20), ("128 MiB", 128 * 2**20),
+                                             ("2097152", 2 * 2**20), ("1024KiB", 2**20)])
+def test_the_message_size_limit_takes_bytes_or_units(text: str, size: int) -> None:
+    settings = load_settings({"CELERY_TASKS_MAX_MESSAGE_SIZE": text, "CELERY_TASKS_ENV_FILE": ""})
+    assert settings.max_message_size == size
+
+
+def test_the_message_size_limit_defaults_to_rabbitmq_4s() -> None:
+    assert load_settings({"CELERY_TASKS_ENV_FILE": ""}).max_message_size == 16 * 2**20
+
+
+@pytest.mark.parametrize("text", ["16MB", "big", "-5", "1KiB", "1GiB", "16.5MiB"])
+def test_a_bad_message_size_limit_names_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError, match="CELERY_TASKS_MAX_MESSAGE_SIZE"):
+        load_settings({"CELERY_TASKS_MAX_MESSAGE_SIZE": text, "CELERY_TASKS_ENV_FILE": ""})
 
 
 STALE = {"RABBITMQ_HOST": "not a host", "RABBITMQ_PORT": "abc",
