@@ -45,7 +45,7 @@ def docker_client() -> Iterator[Any]:
         _fail_or_skip(f"no Docker engine answers at {where} (run 'make engine', then the tests "
                       f"through make, which finds it; or export DOCKER_HOST): {exc}")
     for image in (os.environ.get("PYTHON_IMAGE", "python:3.11-slim"),
-                  os.environ.get("RABBITMQ_IMAGE", "rabbitmq:3.13-management")):
+                  os.environ.get("RABBITMQ_IMAGE", "rabbitmq:4.3-management")):
         try:
             client.images.get(image)
         except docker.errors.ImageNotFound:
