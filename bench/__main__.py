@@ -1,7 +1,8 @@
 """`make bench`: this project beside raw py-amqp, bare Celery and Dramatiq, in one run.
 
-Everything runs here, against the local RabbitMQ (vhost `bench`) and Redis, with bounded
-sizes. Prints one table, writes it as JSON under bench/results/ and draws a PNG.
+Everything runs here, against the RabbitMQ (vhost `bench`) and Redis of harness.services
+(the HARNESS_* variables, else 127.0.0.1, else containers), with bounded sizes. Prints one
+table, writes it as JSON under bench/results/ and draws a PNG.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -19,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.services import DEFAULTS, RabbitMQ, Services, running
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")
 N = int(os.environ.get("BENCH_N", "2000"))
@@ -27,15 +31,30 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))  # end-to-end runs per system; the
 MEMORY_NS = [int(x) for x in os.environ.get("BENCH_MEMORY_NS", "100,1000,10000,100000").split(",")]
 VHOST = "bench"
 CLASSIC_VHOST = "bench_classic"  # the same, with classic queues (a queue's type is fixed)
-BROKER = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 PAYLOAD = [[1, 2, 3], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+
+
+def node() -> RabbitMQ:
+    """The RabbitMQ node of this run: main() resolved it and named it to every process."""
+    return RabbitMQ.from_url(os.environ.get("HARNESS_RABBITMQ_URL", DEFAULTS[
+        "HARNESS_RABBITMQ_URL"]), os.environ.get("HARNESS_RABBITMQCTL", "rabbitmqctl"))
+
+
+def connect(vhost: str = VHOST) -> Any:
+    """A raw py-amqp connection to the run's node."""
+    import amqp
+
+    rabbit = node()
+    return amqp.Connection(rabbit.address, userid=rabbit.user, password=rabbit.password,
+                           virtual_host=vhost)
 
 
 def env(**extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH"}}
-    return {**base, "BENCH_BROKER_URL": BROKER, "BENCH_REDIS_URL": "redis://127.0.0.1:6379/14",
-            "RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_VHOST": VHOST, "RABBITMQ_USER": "guest",
-            "RABBITMQ_PASSWORD": "guest", "CELERY_TASKS_ENV_FILE": "", **extra}
+    redis = os.environ.get("HARNESS_REDIS_URL", DEFAULTS["HARNESS_REDIS_URL"])
+    return {**base, "BENCH_BROKER_URL": node().url(VHOST),
+            "BENCH_REDIS_URL": f"{redis.rstrip('/')}/14", **node().settings(VHOST),
+            "CELERY_TASKS_ENV_FILE": "", **extra}
 
 
 @contextmanager
@@ -84,7 +103,7 @@ def raw_amqp() -> dict[str, Any]:
     import amqp
 
     body = json.dumps(PAYLOAD).encode()
-    with amqp.Connection("127.0.0.1:5672", virtual_host=VHOST) as conn:
+    with connect() as conn:
         ch = conn.channel()
         ch.queue_declare("bench_raw", durable=True, auto_delete=False)
         ch.queue_purge("bench_raw")
@@ -169,7 +188,7 @@ def rtt_floor(queue_type: str, reliable: bool = False) -> dict[str, Any]:
     import amqp
 
     name = f"bench_echo_{queue_type}"
-    with amqp.Connection("127.0.0.1:5672", virtual_host=VHOST) as conn:
+    with connect() as conn:
         ch = conn.channel()
         ch.queue_declare(name, durable=True, auto_delete=False,
                          arguments={"x-queue-type": queue_type})
@@ -210,9 +229,8 @@ def rtt_floor(queue_type: str, reliable: bool = False) -> dict[str, Any]:
 
 def purge(queue: str) -> None:
     """Empty a queue after a publish-only measurement."""
-    import amqp
 
-    with amqp.Connection("127.0.0.1:5672", virtual_host=VHOST) as conn:
+    with connect() as conn:
         conn.channel().queue_purge(queue)
 
 
@@ -354,16 +372,25 @@ def memory_curve() -> list[dict[str, Any]]:
     return rows
 
 
-def prepare() -> None:
+def prepare(services: Services) -> None:
+    """The run's services, named to every measurement process; the bench's vhosts."""
+    os.environ |= {"HARNESS_RABBITMQ_URL": services.rabbitmq.url(),
+                   "HARNESS_RABBITMQCTL": shlex.join(services.rabbitmq.ctl),
+                   "HARNESS_REDIS_URL": services.redis_url}
     RESULTS.mkdir(parents=True, exist_ok=True)
     for vhost in (VHOST, CLASSIC_VHOST):
         for args in (["add_vhost", vhost],
-                     ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
-            subprocess.run(["rabbitmqctl", *args], capture_output=True, timeout=60)
+                     ["set_permissions", "-p", vhost, services.rabbitmq.user, ".*", ".*", ".*"]):
+            services.rabbitmq.rabbitmqctl(*args, check=False)
 
 
 def main() -> int:
-    prepare()
+    with running() as services:
+        prepare(services)
+        return measure()
+
+
+def measure() -> int:
     started = time.time()
     rows = [isolated("raw_amqp"), isolated("rtt_floor", "classic"),
             isolated("rtt_floor", "quorum"), isolated("rtt_floor", "classic", True),
@@ -452,8 +479,7 @@ def verdict_line(target: dict[str, Any]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    rabbit = subprocess.run(["rabbitmqctl", "version"], capture_output=True, text=True,
-                            timeout=60).stdout.strip()
+    rabbit = node().version()
     return {"cpus": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "rabbitmq": rabbit,
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}

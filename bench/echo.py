@@ -15,10 +15,10 @@ from typing import Any
 
 import amqp
 
-from bench.__main__ import VHOST
+from bench.__main__ import connect
 
 RELIABLE = sys.argv[2:3] == ["reliable"]
-conn = amqp.Connection("127.0.0.1:5672", virtual_host=VHOST)
+conn = connect()
 conn.connect()
 channel = conn.channel()
 channel.basic_qos(0, 8, False)

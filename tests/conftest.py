@@ -1,13 +1,12 @@
 """Harness fixtures: a real RabbitMQ (its own vhost), real workers, queues cleaned up.
 
-Without a reachable broker these tests skip with the reason; with CI set they fail instead.
+The services come from harness.services (HARNESS_* variables, 127.0.0.1, or containers).
+Without them these tests skip with the reason; with CI set they fail instead.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,42 +15,56 @@ from kombu import Connection
 
 from celery_tasks.topology import dead_letter_name, task_queue
 from harness.processes import Worker, stop_all
+from harness.services import RabbitMQ, Services, ServiceUnavailable, running
 
 TASK_NAMES = ("unique_magic_task", "count_primes", "sleep_echo", "divide")
-HOST, PORT = "127.0.0.1", 5672
 TEST_VHOST = "celery_tasks_test"
 
 
-def _make_vhost() -> str:
+def fail_or_skip(reason: str) -> None:
+    """Skip with the reason; with CI set, fail instead (a missing service is a defect)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    """RabbitMQ, Redis and PostgreSQL for this run (harness.services: the HARNESS_*
+    variables, else 127.0.0.1, else containers that are removed at the end)."""
+    try:
+        with running() as found:
+            yield found
+    except ServiceUnavailable as exc:
+        fail_or_skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(services: Services) -> RabbitMQ:
+    """The RabbitMQ node of this run, with a vhost of its own for the tests."""
+    node = services.rabbitmq
+    if not node.answers():
+        fail_or_skip(f"RabbitMQ not reachable at {node.address} ({node.origin})")
+    return node
+
+
+def _make_vhost(node: RabbitMQ) -> str:
     """A vhost of our own, so a developer's running workers never see test tasks."""
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        return "/"
     for args in (["add_vhost", TEST_VHOST],
-                 ["set_permissions", "-p", TEST_VHOST, "guest", ".*", ".*", ".*"]):
-        subprocess.run([ctl, *args], capture_output=True, timeout=60)
+                 ["set_permissions", "-p", TEST_VHOST, node.user, ".*", ".*", ".*"]):
+        try:
+            node.rabbitmqctl(*args, check=False)
+        except OSError as exc:
+            fail_or_skip(f"the RabbitMQ control command {' '.join(node.ctl)} fails: {exc} "
+                         "(set HARNESS_RABBITMQCTL)")
     return TEST_VHOST
 
 
 @pytest.fixture(scope="session")
-def broker_env() -> dict[str, str]:
-    """Settings for producer and workers, pointing at the local RabbitMQ."""
-    probe = Connection(f"amqp://guest:guest@{HOST}:{PORT}//", connect_timeout=3)
-    try:
-        probe.ensure_connection(max_retries=2, interval_start=0.5)
-    except Exception as exc:  # any failure means: no usable broker here
-        reason = f"RabbitMQ not reachable at {HOST}:{PORT}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
-        pytest.skip(reason)
-    finally:
-        probe.release()
+def broker_env(rabbitmq: RabbitMQ) -> dict[str, str]:
+    """Settings for producer and workers, pointing at the run's RabbitMQ and test vhost."""
     return {
-        "RABBITMQ_HOST": HOST,
-        "RABBITMQ_PORT": str(PORT),
-        "RABBITMQ_USER": "guest",
-        "RABBITMQ_PASSWORD": "guest",
-        "RABBITMQ_VHOST": _make_vhost(),
+        **rabbitmq.settings(_make_vhost(rabbitmq)),
         "CELERY_TASKS_ENV_FILE": "",
         "BROKER_CONNECT_TIMEOUT": "10",
     }
@@ -60,13 +73,17 @@ def broker_env() -> dict[str, str]:
 class Broker:
     """Direct access to the test vhost: queue depths, declarations, clean-up."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.vhost = env["RABBITMQ_VHOST"]
+    def __init__(self, node: RabbitMQ, env: dict[str, str]) -> None:
+        self.node, self.vhost = node, env["RABBITMQ_VHOST"]
 
     def connection(self) -> Connection:
         """A new connection for each use: the broker may have restarted in between."""
-        return Connection(hostname=HOST, port=PORT, userid="guest", password="guest",
-                          virtual_host=self.vhost)
+        return Connection(hostname=self.node.host, port=self.node.port, userid=self.node.user,
+                          password=self.node.password, virtual_host=self.vhost)
+
+    def rabbitmqctl(self, *args: str, check: bool = True) -> str:
+        """Run the node's control command (HARNESS_RABBITMQCTL); its output."""
+        return self.node.rabbitmqctl(*args, check=check).stdout
 
     def declare(self, name: str) -> None:
         """Declare a task's queue exactly as the workers do, so its depth can be read."""
@@ -103,9 +120,9 @@ class Broker:
 
 
 @pytest.fixture
-def broker(broker_env: dict[str, str]) -> Iterator[Broker]:
+def broker(rabbitmq: RabbitMQ, broker_env: dict[str, str]) -> Iterator[Broker]:
     """The test vhost with every task queue deleted before and after the test."""
-    b = Broker(broker_env)
+    b = Broker(rabbitmq, broker_env)
     b.delete_task_queues()
     yield b
     b.delete_task_queues()

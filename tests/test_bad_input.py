@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from harness.processes import run_producer
+from harness.processes import Worker, run_producer
 from tests.conftest import TASK_NAMES, Broker
 
 BAD_INPUTS = [
@@ -61,32 +60,45 @@ def test_the_depth_check_sees_a_published_task(broker: Broker, broker_env: dict[
 
 
 @contextmanager
-def limited_user(broker_env: dict[str, str], configure: str, write: str) -> Iterator[dict]:
+def limited_user(broker: Broker, broker_env: dict[str, str], configure: str,
+                 write: str) -> Iterator[dict]:
     """Settings for a user with these permissions (and every read permission)."""
-    vhost = broker_env["RABBITMQ_VHOST"]
-    ctl = ["rabbitmqctl", "-q"]
-    subprocess.run([*ctl, "delete_user", "celery_tasks_limited"], capture_output=True, timeout=60)
-    subprocess.run([*ctl, "add_user", "celery_tasks_limited", "limited-pw"], check=True,
-                   capture_output=True, timeout=60)
+    broker.rabbitmqctl("-q", "delete_user", "celery_tasks_limited", check=False)
+    broker.rabbitmqctl("-q", "add_user", "celery_tasks_limited", "limited-pw")
     try:
-        subprocess.run([*ctl, "set_permissions", "-p", vhost, "celery_tasks_limited", configure,
-                        write, ".*"], check=True, capture_output=True, timeout=60)
+        broker.rabbitmqctl("-q", "set_permissions", "-p", broker.vhost, "celery_tasks_limited",
+                           configure, write, ".*")
         yield {**broker_env, "RABBITMQ_USER": "celery_tasks_limited",
                "RABBITMQ_PASSWORD": "limited-pw"}
     finally:
-        subprocess.run([*ctl, "delete_user", "celery_tasks_limited"], capture_output=True,
-                       timeout=60)
+        broker.rabbitmqctl("-q", "delete_user", "celery_tasks_limited", check=False)
 
 
 def test_a_user_without_configure_permission_gets_one_line_and_exit_7(
     broker: Broker, broker_env: dict[str, str]
 ) -> None:
-    """RabbitMQ refuses to declare the task's queue (403): a setting to fix, not a traceback."""
-    with limited_user(broker_env, configure="^$", write=".*") as env:
+    """RabbitMQ refuses to declare the task's queues (403) and no worker has declared them
+    yet: a setting to fix, not a traceback."""
+    with limited_user(broker, broker_env, configure="^$", write=".*") as env:
         out = run_producer("divide", "1", "2", env=env)
     assert out.returncode == 7, out.stderr
-    assert out.stderr.startswith("error: RabbitMQ refused to declare queue 'divide'")
+    assert out.stderr.startswith("error: RabbitMQ refused to declare queue 'divide.dead'")
+    assert "it does not exist yet: start a worker for its task first" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "ACCESS_REFUSED" in out.stderr
+
+
+def test_a_user_without_configure_permission_uses_the_queues_its_workers_declared(
+    start_worker: Callable[..., Worker], broker: Broker, broker_env: dict[str, str]
+) -> None:
+    """A producer's role need not declare (nor so delete) task queues: once a worker has
+    declared them, its single calls and batches go through."""
+    start_worker("divide")
+    with limited_user(broker, broker_env, configure=r"^celery_tasks\.reply\.",
+                      write=".*") as env:
+        single = run_producer("divide", "1", "2", env=env)
+        batch = run_producer("divide", "1", "2", "--count", "20", env=env)
+    assert (single.returncode, single.stdout.strip()) == (0, "0.5"), single.stderr
+    assert batch.returncode == 0 and "20 succeeded" in batch.stdout, batch.stderr
 
 
 def test_a_batch_by_a_user_who_may_not_write_to_the_default_exchange_uses_the_tasks(
@@ -94,7 +106,7 @@ def test_a_batch_by_a_user_who_may_not_write_to_the_default_exchange_uses_the_ta
 ) -> None:
     """The batch path publishes by the default exchange, which reaches every queue: a user
     kept off it publishes by the task's exchange, as Celery does."""
-    with limited_user(broker_env, configure=".*", write=r"^(?!amq\.default$).*") as env:
+    with limited_user(broker, broker_env, configure=".*", write=r"^(?!amq\.default$).*") as env:
         out = run_producer("divide", "1", "2", "--count", "20", "--no-wait", env=env)
     assert out.returncode == 0, out.stderr
     assert broker.depth("divide") == 20  # each once
@@ -105,7 +117,7 @@ def test_a_batch_whose_reply_queue_is_refused_is_one_line_and_exit_7(
 ) -> None:
     """RabbitMQ closes the channel (403) on the batch's reply queue: one line naming the
     permissions, not a traceback, and nothing published."""
-    with limited_user(broker_env, configure=r"^(?!celery_tasks\.reply\.).*",
+    with limited_user(broker, broker_env, configure=r"^(?!celery_tasks\.reply\.).*",
                       write=".*") as env:
         out = run_producer("divide", "1", "2", "--count", "20", env=env)
     assert out.returncode == 7, out.stderr

@@ -52,8 +52,7 @@ def test_a_broker_that_stops_confirming_is_a_timeout_not_a_lost_broker(
     (exit 6), never take the silence for a lost connection (exit 5) and publish again.
     """
     broker.declare("divide")
-    alarm = ["rabbitmqctl", "set_vm_memory_high_watermark", "absolute", "1"]
-    subprocess.run(alarm, check=True, capture_output=True, timeout=60)
+    broker.rabbitmqctl("set_vm_memory_high_watermark", "absolute", "1")
     try:
         out = subprocess.run([sys.executable, "-m", "producer", "divide", "1", "2", "--count",
                               "20", "--timeout", "4"], cwd=PRODUCER_DIR,
@@ -64,8 +63,7 @@ def test_a_broker_that_stops_confirming_is_a_timeout_not_a_lost_broker(
                                  cwd=PRODUCER_DIR, env=clean_env(broker_env),
                                  capture_output=True, text=True, timeout=120)
     finally:
-        subprocess.run(["rabbitmqctl", "set_vm_memory_high_watermark", "0.4"], check=True,
-                       capture_output=True, timeout=60)
+        broker.rabbitmqctl("set_vm_memory_high_watermark", "0.4")
     assert out.returncode == 6, out.stderr
     assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
     assert "20 of 20 divide results did not arrive within 4 s" in out.stderr

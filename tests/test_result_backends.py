@@ -6,33 +6,23 @@ process is gone; with a durable backend, any process can collect it later by tas
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 
 from harness.processes import Worker, run_producer
+from harness.services import Services, listening
 from tests.conftest import Broker
 
-BACKENDS = {
-    "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/15"),
-    "postgresql": ("127.0.0.1", 5432, "db+postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-}
 
-
-def reachable(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def backend_env(request: pytest.FixtureRequest, broker_env: dict[str, str]) -> dict[str, str]:
-    host, port, url = BACKENDS[request.param]
-    if not reachable(host, port):
-        pytest.fail(f"{request.param} is not reachable at {host}:{port}")
+@pytest.fixture(params=["postgresql", "redis"])
+def backend_env(request: pytest.FixtureRequest, services: Services,
+                broker_env: dict[str, str]) -> dict[str, str]:
+    url = services.redis(15) if request.param == "redis" else services.postgres_backend
+    where = urlsplit(services.redis_url if request.param == "redis" else services.postgres_url)
+    if not listening(where.hostname or "", where.port or 0):
+        pytest.fail(f"{request.param} is not reachable at {where.netloc}")
     return {**broker_env, "CELERY_RESULT_BACKEND": url}
 
 

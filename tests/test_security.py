@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -11,25 +10,20 @@ from urllib.parse import quote
 import pytest
 
 from harness.processes import CONSUMER_DIR, Worker, clean_env, run_producer
+from tests.conftest import Broker
 from tests.test_broker_unreachable import closed_port
 
 USER, PASSWORD = "ct_secret_user", "S3cr3t:p@ss/w%rd?#&x"
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture
-def secret_env(broker_env: dict[str, str]) -> Iterator[dict[str, str]]:
+def secret_env(broker: Broker, broker_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """A RabbitMQ user whose password has URL-special characters."""
-    if shutil.which("rabbitmqctl") is None:
-        pytest.fail("rabbitmqctl is needed to create a test user")
-    subprocess.run(["rabbitmqctl", "delete_user", USER], capture_output=True, timeout=60)
-    rabbitmqctl("add_user", USER, PASSWORD)
-    rabbitmqctl("set_permissions", "-p", broker_env["RABBITMQ_VHOST"], USER, ".*", ".*", ".*")
+    broker.rabbitmqctl("delete_user", USER, check=False)
+    broker.rabbitmqctl("add_user", USER, PASSWORD)
+    broker.rabbitmqctl("set_permissions", "-p", broker.vhost, USER, ".*", ".*", ".*")
     yield {**broker_env, "RABBITMQ_USER": USER, "RABBITMQ_PASSWORD": PASSWORD}
-    rabbitmqctl("delete_user", USER)
+    broker.rabbitmqctl("delete_user", USER)
 
 
 def assert_no_password(text: str) -> None:

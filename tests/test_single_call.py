@@ -74,26 +74,24 @@ from celery_tasks.remote import remote
 from celery_tasks.tasks import MagicCeleryTask
 
 magic = remote(MagicCeleryTask.run, timeout=30)
-print(magic(1, 2, 3), caller._line(magic.task.app).conn.connection.sock.getsockname()[1],
-      flush=True)
+print(magic(1, 2, 3), flush=True)
 sys.stdin.readline()  # the test closes this connection from the broker's side meanwhile
 print(magic(4, 5, 6), flush=True)
 """
 
 
-def _close_connection_from(port: int) -> None:
-    """Close, from RabbitMQ's side, the client connection coming from local `port`."""
-    listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "peer_port", "pid"],
-                             capture_output=True, text=True, timeout=60, check=True).stdout
-    pids = [pid for line in listing.splitlines() if line.split()[:1] == [str(port)]
-            for pid in line.split()[1:2]]
+def _close_connection_of(broker: Broker, process: int) -> None:
+    """Close, from RabbitMQ's side, the one connection of client `process` (its connection
+    name ends with its pid, see celery_config)."""
+    listing = broker.rabbitmqctl("-q", "list_connections", "pid", "client_properties")
+    pids = [line.split("\t")[0] for line in listing.splitlines()
+            if f' pid {process}"' in line]
     assert len(pids) == 1, listing
-    subprocess.run(["rabbitmqctl", "close_connection", pids[0], "closed by the test"],
-                   capture_output=True, timeout=60, check=True)
+    broker.rabbitmqctl("close_connection", pids[0], "closed by the test")
 
 
 def test_a_call_after_the_broker_closed_the_line_connects_again_and_publishes_once(
-    start_worker: Callable[..., Worker], broker_env: dict[str, str]
+    start_worker: Callable[..., Worker], broker_env: dict[str, str], broker: Broker
 ) -> None:
     worker = start_worker("unique_magic_task")
     proc = subprocess.Popen([sys.executable, "-c", RECONNECT], cwd=PRODUCER_DIR,
@@ -101,9 +99,8 @@ def test_a_call_after_the_broker_closed_the_line_connects_again_and_publishes_on
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdin is not None
-        first, port = proc.stdout.readline().split()
-        assert first == "6"
-        _close_connection_from(int(port))
+        assert proc.stdout.readline().strip() == "6"
+        _close_connection_of(broker, proc.pid)
         time.sleep(0.5)
         proc.stdin.write("go\n")
         proc.stdin.flush()

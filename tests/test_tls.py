@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.processes import Worker, run_producer
-from tests.conftest import HOST, PORT
+from harness.services import RabbitMQ
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -47,7 +47,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class TlsProxy:
     """Accepts TLS on 127.0.0.1 and forwards the plain bytes to RabbitMQ."""
 
-    def __init__(self, certs: Path, require_client_cert: bool) -> None:
+    def __init__(self, certs: Path, require_client_cert: bool, node: RabbitMQ) -> None:
+        self.upstream = (node.host, node.port)
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(certs / "server.pem", certs / "server.key")
         if require_client_cert:
@@ -72,7 +73,7 @@ class TlsProxy:
         except (ssl.SSLError, OSError):
             client.close()
             return
-        upstream = socket.create_connection((HOST, PORT))
+        upstream = socket.create_connection(self.upstream)
         threading.Thread(target=self._pump, args=(upstream, tls), daemon=True).start()
         self._pump(tls, upstream)
 
@@ -91,9 +92,9 @@ class TlsProxy:
 
 
 @pytest.fixture(params=[False, True], ids=["server-cert", "client-cert"])
-def tls_env(request: pytest.FixtureRequest, certs: Path,
+def tls_env(request: pytest.FixtureRequest, certs: Path, rabbitmq: RabbitMQ,
             broker_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    proxy = TlsProxy(certs, require_client_cert=request.param)
+    proxy = TlsProxy(certs, require_client_cert=request.param, node=rabbitmq)
     env = {**broker_env, "RABBITMQ_TLS": "true", "RABBITMQ_PORT": str(proxy.port),
            "BROKER_TLS_CA_FILE": str(certs / "ca.pem"), "BROKER_CONNECT_TIMEOUT": "3"}
     if request.param:
@@ -123,9 +124,9 @@ def test_an_untrusted_server_certificate_is_refused(tls_env: dict[str, str]) -> 
 
 
 def test_a_missing_client_certificate_is_refused_where_one_is_required(
-    certs: Path, broker_env: dict[str, str]
+    certs: Path, rabbitmq: RabbitMQ, broker_env: dict[str, str]
 ) -> None:
-    proxy = TlsProxy(certs, require_client_cert=True)
+    proxy = TlsProxy(certs, require_client_cert=True, node=rabbitmq)
     try:
         env = {**broker_env, "RABBITMQ_TLS": "true", "RABBITMQ_PORT": str(proxy.port),
                "BROKER_TLS_CA_FILE": str(certs / "ca.pem"), "BROKER_CONNECT_TIMEOUT": "3"}

@@ -12,7 +12,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from celery_tasks.broker import check_result_backend, wait_for_broker
 from celery_tasks.cli import OneLineParser, exit_codes_epilog, positive_int
-from celery_tasks.contract import Contract, check_call, describe
+from celery_tasks.contract import Contract, check_call, describe, payload_limit
 from celery_tasks.errors import (
     EXIT_BAD_ARGUMENTS,
     EXIT_BROKER_UNREACHABLE,
@@ -211,10 +211,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.result_id is not None:
         return _fetch(contract, args, SETTINGS)
-    call = check_call(contract, args.args, {}, from_text=True)
     from celery_tasks.utils import create_worker_from  # imports the Celery settings
 
     _, task = create_worker_from(contract)
+    call = check_call(contract, args.args, {}, from_text=True, limit=payload_limit(task.app))
     wait_for_broker(task.app, SETTINGS)
     check_result_backend(task.app)
     declare_topology(task.app)

@@ -19,7 +19,7 @@ from celery_tasks.batch import (
     supports_batch_path,
 )
 from celery_tasks.caller import call, supports_single_call_path
-from celery_tasks.contract import check_call
+from celery_tasks.contract import check_call, payload_limit
 from celery_tasks.errors import REMOTE_ERRORS, BrokerUnreachable, TaskFailed, TaskTimeout
 
 Call = tuple[Sequence[Any], Mapping[str, Any]]
@@ -236,7 +236,8 @@ def send_many(
     calls = list(calls)
     if supports_batch_path(task.app):
         return _send_batch(task, calls, timeout, on_outcome)
-    checked = [check_call(task.contract, args, kwargs) for args, kwargs in calls]
+    limit = payload_limit(task.app)
+    checked = [check_call(task.contract, args, kwargs, limit=limit) for args, kwargs in calls]
     report = BatchReport(task.name)
     start = time.perf_counter()
     try:

@@ -121,3 +121,20 @@ class BadReturnWorker(BadReturnTask):
 
 
 IMPLEMENTATIONS[BadReturnWorker.name] = BadReturnWorker
+
+
+class RepeatTask(Contract):
+    """A result far larger than the call: `text` repeated `times` times."""
+
+    name = "faults_repeat"
+
+    def run(self, text: str, times: int) -> str:
+        raise not_implemented(type(self))
+
+
+class RepeatWorker(RepeatTask):
+    def run(self, text: str, times: int) -> str:
+        return text * times
+
+
+IMPLEMENTATIONS[RepeatWorker.name] = RepeatWorker

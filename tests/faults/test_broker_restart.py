@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -14,35 +13,29 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from harness.processes import PRODUCER_DIR, Worker, clean_env
+from harness.services import RabbitMQ, Services
 from tests.faults.test_crashes import finish, start_batch, wait_received
-
-REDIS_BACKEND = "redis://127.0.0.1:6379/15"
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
 @pytest.fixture
-def rabbit() -> Iterator[Callable[[str], None]]:
-    """`rabbit("stop")` / `rabbit("start")`; the broker is always running again afterwards."""
-    if shutil.which("rabbitmqctl") is None:
-        pytest.fail("rabbitmqctl is needed to restart RabbitMQ")
+def rabbit(rabbitmq: RabbitMQ) -> Iterator[Callable[[str], None]]:
+    """`rabbit("stop")` / `rabbit("start")`, by the node's control command
+    (HARNESS_RABBITMQCTL); the broker is always running again afterwards."""
 
     def control(action: str) -> None:
-        rabbitmqctl(f"{action}_app")
+        rabbitmq.rabbitmqctl(f"{action}_app")
         if action == "start":
-            rabbitmqctl("await_startup")
+            rabbitmq.rabbitmqctl("await_startup")
 
     yield control
     control("start")
 
 
 def test_a_broker_restart_mid_batch_loses_no_task_nor_result_with_a_durable_backend(
-    start_worker: Callable[..., Worker], broker_env: dict[str, str],
+    start_worker: Callable[..., Worker], broker_env: dict[str, str], services: Services,
     rabbit: Callable[[str], None], record: Callable[..., None],
 ) -> None:
-    backend = REDIS_BACKEND
+    backend = services.redis(15)
     env = {**broker_env, "CELERY_RESULT_BACKEND": backend, "BROKER_CONNECT_TIMEOUT": "60"}
     worker = start_worker("sleep_echo", env=env, concurrency=2)
     batch = start_batch(env, "sleep_echo", "0.2", "payload", "--count", "40",
