@@ -88,6 +88,7 @@ class StreamOutcome:
     published_in: float = 0.0  # seconds from the start until every call was confirmed
     connecting: float = 0.0  # of those, spent connecting and declaring queues
     republished: int = 0
+    connections_lost: int = 0  # each followed by a new connection (another node, if any)
     elapsed: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -116,10 +117,14 @@ def left(deadline: float | None, cap: float = float("inf")) -> float:
     return cap if deadline is None else min(cap, deadline - time.monotonic())
 
 
-def confirming_connection(app: Any, heartbeat: float = 0.0) -> Any:
+def confirming_connection(app: Any) -> Any:
     """A new connection to `app`'s broker whose user takes publisher confirms as they
-    come: py-amqp must not await each one itself. `heartbeat` 0: none (a stream may wait
-    on its iterable between calls, and sends no heartbeat meanwhile)."""
+    come: py-amqp must not await each one itself. With the app's heartbeat: a node that
+    dies without closing it (a lost host, a cut network) is noticed in two heartbeats, and
+    the caller fails over to another node. (A stream that waits on its iterable for longer
+    sends no heartbeat meanwhile: RabbitMQ then closes the connection, and the stream
+    connects again when it next publishes, sending again what was not confirmed.)"""
+    heartbeat = float(app.conf.broker_heartbeat or 0)
     base = app.connection_for_write()
     options = {k: v for k, v in base.transport_options.items() if k != "confirm_publish"}
     return base.clone(transport_options=options, heartbeat=heartbeat)
@@ -209,12 +214,14 @@ def reply_outcome(app: Any, body: Any) -> tuple[str, str, Any] | None:
     return str(task_id), str(status), value
 
 
-def reply_queue() -> Queue:
+def reply_queue(app: Any) -> Queue:
     """A producer's own reply queue: durable, so that replies outlive a lost connection,
-    and gone on its own once unused for REPLY_QUEUE_TTL_MS."""
+    of the app's reply queue type (quorum on a cluster: replies outlive a node), and gone
+    on its own once unused for REPLY_QUEUE_TTL_MS."""
+    queue_type = app.conf.get("celery_tasks_reply_queue_type") or "classic"
     return Queue(f"celery_tasks.reply.{uuid.uuid4()}", Exchange(""), durable=True,
                  auto_delete=False, queue_arguments={"x-expires": REPLY_QUEUE_TTL_MS,
-                                                     "x-queue-type": "classic"})
+                                                     "x-queue-type": queue_type})
 
 
 def _text_item(key: bytes, text: str) -> bytes:
@@ -465,7 +472,7 @@ class _Stream:
         self.wait, self.buffered = wait, buffered
         # Straight to the queue by the default exchange, unless the user may not write to
         # it (then by the task's exchange, as Celery publishes).
-        self.via_exchange = False
+        self.via_exchange = self.rerouting = False
         self.rpc = uses_rpc(self.app)
         # Without rpc:// outcomes are read from the backend after publishing, so no bound.
         self.max_in_flight = max_in_flight if self.rpc else None
@@ -475,7 +482,7 @@ class _Stream:
         self.refused: BadArguments | None = None  # a bad call ended the stream
         self.unacked: Any = None  # the last reply taken and not yet acknowledged
         self.replies, self.acked_at = 0, time.monotonic()
-        self.reply = reply_queue()
+        self.reply = reply_queue(self.app)
         self.queue = self.app.amqp.queues[task.name]
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.messages = message_factory(task, self.reply.name if self.rpc and wait else None)
@@ -501,6 +508,7 @@ class _Stream:
                     raise self._refused(exc) from None
             except errors as exc:
                 self.report.errors.append(f"connection lost: {exc}")
+                self.report.connections_lost += 1
                 if self.left(1.0) <= 0:
                     if self.unconfirmed:
                         raise BrokerUnreachable(
@@ -524,7 +532,7 @@ class _Stream:
         text = str(getattr(exc, "reply_text", None) or exc)
         if self.via_exchange or getattr(exc, "code", None) != 403 or "amq.default" not in text:
             return False
-        self.via_exchange = True
+        self.via_exchange = self.rerouting = True
         self.report.errors.append(f"publishing by the task's exchange: {text}")
         return True
 
@@ -567,7 +575,9 @@ class _Stream:
             publisher = _Publisher(conn, self.unconfirmed, *route)
             self.report.connecting += time.perf_counter() - setup
             again = sorted(self.unconfirmed, key=lambda task_id: self.in_flight[task_id][0])
-            self.report.republished += len(again)
+            if not self.rerouting:  # refused by the default exchange: never queued at all
+                self.report.republished += len(again)
+            self.rerouting = False
             for task_id in again:  # unconfirmed when the last connection dropped
                 self._publish(conn, publisher, task_id)
                 self._wait_if_full(conn, publisher)

@@ -94,7 +94,7 @@ class _Line:
                        NotFound)
         self.heartbeat = float(app.conf.broker_heartbeat or 0)
         self.used_at = 0.0
-        self.reply = reply_queue()  # the same queue across reconnections: replies wait there
+        self.reply = reply_queue(app)  # the same queue across reconnections: replies wait there
         self.factories: dict[str, _MessageFactory] = {}
         self.conn: Any = None
         self.declared: set[str] = set()  # task names whose queues this connection declared
@@ -158,7 +158,7 @@ class _Line:
 
     def _connect(self, task: Any, deadline: float | None) -> None:
         if self.conn is None:
-            conn = confirming_connection(self.app, self.heartbeat)
+            conn = confirming_connection(self.app)
             connect_within(conn, deadline)
             self.conn, self.declared, self.sent = conn, set(), 0
             self.publisher = conn.channel()

@@ -9,12 +9,17 @@ JSON is the only content accepted: a pickle message is refused, never executed.
 from __future__ import annotations
 
 import os
+import random
 import socket
 from typing import Any
 
 from .rabbitmq_config import SETTINGS
 
-broker_url: str = SETTINGS.broker_url
+# A cluster's nodes (a failover list, `amqp://a;amqp://b`): each process starts at a random
+# one and fails over to the next in turn, so that many workers' connections spread evenly.
+_nodes = SETTINGS.broker_url.split(";")
+_start = random.randrange(len(_nodes))  # noqa: S311  # spreading load, not a secret
+broker_url: str = ";".join(_nodes[_start:] + _nodes[:_start])
 result_backend: str = SETTINGS.result_backend
 
 # JSON only: pickle would let anyone who can publish run code on the workers.
@@ -41,6 +46,9 @@ task_default_queue_type: str = SETTINGS.queue_type
 worker_detect_quorum_queues = True
 broker_native_delayed_delivery_queue_type: str = SETTINGS.queue_type
 celery_tasks_delivery_limit: int = SETTINGS.delivery_limit
+# Results come back to durable reply queues (batch.reply_queue, reply.py): quorum queues on
+# a cluster (replicated, so a result outlives the node its producer was connected to).
+celery_tasks_reply_queue_type: str = SETTINGS.reply_queue_type
 # The broker's message size limit: calls and results over it are refused before sending.
 celery_tasks_max_message_size: int = SETTINGS.max_message_size
 celery_tasks_dead_letter = True
@@ -71,7 +79,12 @@ broker_use_ssl: dict[str, Any] | bool = SETTINGS.tls_options() if SETTINGS.uses_
 broker_connection_timeout = 4.0
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None
-broker_heartbeat = 60
+# A node that dies without closing its connections (a host lost, a network cut) is noticed
+# after two missed heartbeats: 20 s. Clients then fail over to the next node.
+broker_heartbeat = 10
+# A channel error while a consumer (re)starts, such as a queue still locked by a dead
+# connection, restarts the consumer rather than end the worker.
+broker_channel_error_retry = True
 worker_cancel_long_running_tasks_on_connection_loss = True
 
 # Results and time.

@@ -5,7 +5,8 @@ does not remember declarations of auto-delete queues: about half a millisecond p
 `delay()`. This backend declares it once per channel and again after `REDECLARE_AFTER`
 seconds, and is otherwise Celery's. Its reply queue is not auto-delete: if the process's
 result consumer loses its connection, the queue (and any result in it) stays until the
-consumer is back; RabbitMQ deletes it once unused for `result_expires`.
+consumer is back; RabbitMQ deletes it once unused for `result_expires`. On a cluster it is
+a quorum queue (CELERY_TASKS_REPLY_QUEUE_TYPE), so that it outlives any one node.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ class ReplyQueueBackend(RPCBackend):
 
     @property
     def binding(self) -> Any:
+        queue_type = self.app.conf.get("celery_tasks_reply_queue_type") or "classic"
         return self.Queue(self.oid, self.exchange, self.oid, durable=True, auto_delete=False,
-                          expires=self.expires)
+                          expires=self.expires, queue_arguments={"x-queue-type": queue_type})
 
     def on_task_call(self, producer: Any, task_id: str) -> None:
         if task_join_will_block():  # a prefork child: the parent declared it

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, str] = {
     "CELERY_TASKS_QUEUE_TYPE": "quorum",
     "CELERY_TASKS_DELIVERY_LIMIT": "5",
     "CELERY_TASKS_MAX_MESSAGE_SIZE": "16MiB",
+    "CELERY_TASKS_REPLY_QUEUE_TYPE": "auto",
     "RABBITMQ_TLS": "false",
     "BROKER_TLS_CA_FILE": "",
     "BROKER_TLS_CERT_FILE": "",
@@ -45,7 +46,9 @@ ALIASES = {"RABBITMQ_PWD": "RABBITMQ_PASSWORD"}
 #: Keys a `.env` may hold for other tools (docker-compose) without being an error.
 FOREIGN_KEYS = frozenset(
     {"PYTHON_IMAGE", "RABBITMQ_IMAGE", "COMPOSE_PROJECT_NAME", "RABBITMQ_MANAGEMENT_PORT",
-     "FLOWER_PORT"}
+     "FLOWER_PORT", "RABBITMQ_ERLANG_COOKIE",
+     *(f"RABBITMQ_{role}_{key}" for role in ("ADMIN", "PRODUCER", "WORKER")
+       for key in ("USER", "PASSWORD"))}
 )
 ENV_FILE_VARIABLE = "CELERY_TASKS_ENV_FILE"
 
@@ -74,6 +77,8 @@ class Settings:
     broker_url_given: bool = False
     #: Every node the clients know, as host:port (a cluster: several, tried in turn).
     broker_nodes: tuple[str, ...] = ()
+    #: The type of the queues results come back to: quorum where they must survive a node.
+    reply_queue_type: str = "classic"
 
     @property
     def uses_tls(self) -> bool:
@@ -293,6 +298,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"CELERY_TASKS_QUEUE_TYPE must be quorum or classic, got {queue_type!r}")
     delivery_limit = int(_number("CELERY_TASKS_DELIVERY_LIMIT", raw["CELERY_TASKS_DELIVERY_LIMIT"],
                                  low=1, high=1000, integer=True))
+    reply_queue_type = raw["CELERY_TASKS_REPLY_QUEUE_TYPE"].strip().lower()
+    if reply_queue_type not in {"auto", "quorum", "classic"}:
+        raise ConfigError("CELERY_TASKS_REPLY_QUEUE_TYPE must be auto, quorum or classic, got "
+                          f"{reply_queue_type!r}")
+    if reply_queue_type == "auto":  # a classic queue lives on one node: lost with it
+        reply_queue_type = "quorum" if len(nodes) > 1 else "classic"
     backend = raw["CELERY_RESULT_BACKEND"] or "rpc://"
     scheme, separator, rest = backend.partition("://")
     scheme = scheme.lower()
@@ -320,4 +331,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tls_key_file=tls_files["BROKER_TLS_KEY_FILE"],
         broker_url_given=bool(raw["CELERY_BROKER_URL"]),
         broker_nodes=nodes,
+        reply_queue_type=reply_queue_type,
     )

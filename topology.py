@@ -66,9 +66,9 @@ def dead_letter_queue(name: str, queue_type: str = "quorum") -> Queue:
 
 
 def declare_delay_exchanges(conn: Any) -> None:
-    """Declare the exchanges of Celery's native delayed delivery before Celery declares its
-    queues, each of which names the next exchange as its dead-letter exchange (Celery
-    declares each exchange after the queue that names it, which RabbitMQ 4 warns about)."""
+    """Declare the exchanges of Celery's native delayed delivery before its queues, each of
+    which names the next exchange as its dead-letter exchange (kombu declares each exchange
+    after the queue that names it, which RabbitMQ 4 warns about)."""
     with conn.channel() as channel:
         for name in DELAY_EXCHANGES:
             Exchange(name, type="topic", durable=True)(channel).declare()
@@ -81,13 +81,14 @@ def declare_topology(app: Celery, names: list[str] | None = None, conn: Any = No
     A queue that already exists with other arguments (say, a classic queue left by an
     older version) is a `TopologyMismatch` naming the queue and the difference. A user
     without the permission to declare a queue (a producer's, whose role may not delete task
-    queues) uses it as it is if it exists (its workers declared it), and is a `ConfigError`
-    if it does not.
+    queues) leaves dead-letter queues to the workers, uses a task queue as it is if it
+    exists (its workers declared it), and is a `ConfigError` if it does not.
     """
     queues = [q for q in app.amqp.queues.values() if names is None or q.name in names]
+    dead: list[Queue] = []
     if app.conf.get("celery_tasks_dead_letter", True):  # the dead-letter exchange first
-        queues = [*(dead_letter_queue(q.name, app.conf.task_default_queue_type)
-                    for q in queues), *queues]
+        dead = [dead_letter_queue(q.name, app.conf.task_default_queue_type) for q in queues]
+    queues = [*dead, *queues]
     if conn is None:
         with app.connection_for_write() as own:
             return declare_topology(app, names, own)
@@ -109,7 +110,7 @@ def declare_topology(app: Celery, names: list[str] | None = None, conn: Any = No
                     "to match it"
                 ) from None
             if code == 403:
-                if _exists(conn, queue.name):
+                if queue in dead or _exists(conn, queue.name):
                     continue
                 raise ConfigError(
                     f"RabbitMQ refused to declare queue {queue.name!r} ({text}), and it does "

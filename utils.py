@@ -11,7 +11,7 @@ from celery import Celery, Task
 
 from .contract import check_implementation, is_contract_class
 from .reply import ReplyQueueBackend
-from .topology import declare_delay_exchanges, declare_topology, task_queue
+from .topology import declare_topology, task_queue
 
 
 class ContractApp(Celery):
@@ -21,6 +21,8 @@ class ContractApp(Celery):
     Unlike Celery's own, `worker_main` works without `'worker'` as the first argument,
     and refuses to start a worker for a contract stub or a drifted implementation.
     """
+
+    control_cls = "celery_tasks.worker_consumer:ContractControl"
 
     def _get_backend(self) -> Any:
         """`rpc://` is Celery's rpc backend, minus its reply-queue declaration per call."""
@@ -36,10 +38,7 @@ class ContractApp(Celery):
         for task in self.tasks.values():
             if is_contract_class(type(task)):
                 check_implementation(type(task))
-        with self.connection_for_write() as conn:
-            declare_topology(self, conn=conn)
-            if self.conf.task_default_queue_type == "quorum":  # Celery's delayed delivery
-                declare_delay_exchanges(conn)
+        declare_topology(self)
         super().worker_main(args)
 
 

@@ -1,26 +1,84 @@
-"""`ContractConsumer`: a worker's message intake that never drops a message it cannot run.
+"""`ContractConsumer`: a worker's message intake that never drops a message it cannot run,
+and that reconnects to a surviving node of a cluster without stalling.
 
 Celery acknowledges (drops) a message whose body cannot be decoded, including pickle
 content when only JSON is accepted, and logs each bad message over many lines. Here every
 such message — undecodable, refused content type, unknown task, invalid headers — is
 rejected into the task's dead-letter queue with one log line, and a caller waiting on a
 result gets the error. The worker keeps serving.
+
+When the node a worker is connected to dies, Celery's consumer restarts on another node,
+and two of its steps get in the way there:
+- its control queue (`NAME.celery.pidbox`) is exclusive, and the dead connection's one is
+  "locked" until the cluster declares the node down (a minute): the new one was refused
+  (405) and the worker exited. Here each connection listens on a queue of its own
+  (`ContractControl`): commands reach it all the same, by the fanout exchange.
+- native delayed delivery was set up on every node of the broker list in turn, each with
+  retries: minutes on a node that is down, for a topology the cluster shares anyway. Here
+  it is set up once, on the node the consumer is connected to (`ClusterDelayedDelivery`),
+  each exchange before the queue that dead-letters into it.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
+from celery.app.control import Control
 from celery.exceptions import NotRegistered
 from celery.utils.collections import AttributeDict
 from celery.worker.consumer import Consumer
+from celery.worker.consumer.delayed_delivery import DelayedDelivery
+from kombu import Queue
+from kombu.pidbox import Mailbox
+from kombu.transport.native_delayed_delivery import (
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
+
+from .topology import declare_delay_exchanges
 
 logger = logging.getLogger("celery_tasks.worker")
 
 
+class ConnectionMailbox(Mailbox):
+    """Celery's control mailbox, whose node queue is new for each connection."""
+
+    def get_queue(self, hostname: str) -> Queue:
+        queue = super().get_queue(hostname)
+        return Queue(f"{queue.name}.{uuid.uuid4().hex[:12]}", exchange=queue.exchange,
+                     durable=queue.durable, exclusive=queue.exclusive,
+                     auto_delete=queue.auto_delete, expires=queue.expires,
+                     message_ttl=queue.message_ttl)
+
+
+class ContractControl(Control):
+    """Celery's remote control, on `ConnectionMailbox`."""
+
+    Mailbox = ConnectionMailbox
+
+
+class ClusterDelayedDelivery(DelayedDelivery):
+    """Celery's native delayed delivery, set up on the node the consumer is connected to."""
+
+    def start(self, c: Any) -> None:
+        self._validate_configuration(c.app)
+        queue_type = c.app.conf.broker_native_delayed_delivery_queue_type
+        with c.app.connection_for_write(url=c.connection.as_uri(include_password=True)) as conn:
+            declare_delay_exchanges(conn)
+            declare_native_delayed_delivery_exchanges_and_queues(conn, queue_type)
+            self._bind_queues(c.app, conn)
+
+
 class ContractConsumer(Consumer):
     """Rejects every message it cannot run into the dead-letter queue, with one log line."""
+
+    class Blueprint(Consumer.Blueprint):
+        default_steps = [
+            "celery_tasks.worker_consumer:ClusterDelayedDelivery"
+            if step.endswith(":DelayedDelivery") else step
+            for step in Consumer.Blueprint.default_steps
+        ]
 
     def _dead_letter(self, message: Any, reason: str, error: BaseException | None) -> None:
         headers = message.headers or {}

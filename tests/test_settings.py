@@ -249,3 +249,19 @@ def test_the_result_backends_celery_knows_are_accepted(url: str) -> None:
     assert load_settings({"CELERY_RESULT_BACKEND": url}).result_backend == url
     assert load_settings({"CELERY_RESULT_BACKEND": url.upper()[:5] + url[5:]}
                          ).result_backend.startswith(url.split("://")[0] + "://")
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "classic"),  # one node: a classic queue is as durable as that node
+    ({"RABBITMQ_HOST": "a,b,c"}, "quorum"),  # a cluster: replies must outlive a node
+    ({"CELERY_BROKER_URL": "amqp://a//;amqp://b//"}, "quorum"),
+    ({"RABBITMQ_HOST": "lb", "CELERY_TASKS_REPLY_QUEUE_TYPE": "quorum"}, "quorum"),
+    ({"RABBITMQ_HOST": "a,b", "CELERY_TASKS_REPLY_QUEUE_TYPE": "Classic"}, "classic"),
+])
+def test_reply_queues_are_quorum_queues_on_a_cluster(env: dict[str, str], expected: str) -> None:
+    assert load_settings({**env, "CELERY_TASKS_ENV_FILE": ""}).reply_queue_type == expected
+
+
+def test_a_bad_reply_queue_type_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="CELERY_TASKS_REPLY_QUEUE_TYPE"):
+        load_settings({"CELERY_TASKS_REPLY_QUEUE_TYPE": "stream", "CELERY_TASKS_ENV_FILE": ""})
