@@ -13,6 +13,8 @@ REQUIREMENTS := requirements-dev.txt celery_tasks/requirements.txt producer/requ
 TASK ?= unique_magic_task
 ARGS ?= unique_magic_task 1 2 3
 COMPOSE ?= docker-compose
+# CLUSTER=1: the stack on three clustered RabbitMQ nodes (docker-compose.cluster.yml).
+STACK := $(COMPOSE)$(if $(filter 1 yes true,$(CLUSTER)), -f docker-compose.cluster.yml)
 ENGINE_DIR ?= /var/tmp/celery-tasks-engine
 # No DOCKER_HOST and no system engine, but `make engine` is running: every target uses it.
 ifeq ($(origin DOCKER_HOST),undefined)
@@ -26,8 +28,8 @@ endif
 TTY_FLAG := $(shell [ -t 0 ] || echo -T)
 
 .PHONY: help install init demo worker produce-local test test-parts test-harness lint vendor \
-	check-vendor check-contracts export clean up down logs ps produce engine engine-stop faults \
-	bench
+	check-vendor check-contracts export clean env up down logs ps produce engine engine-stop \
+	faults bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -77,8 +79,10 @@ lint: install ## ruff and mypy
 	cd producer && $(PY) -m mypy --config-file ../pyproject.toml -p producer
 	cd consumer && $(PY) -m mypy --config-file ../pyproject.toml -p consumer
 	@if command -v $(COMPOSE) >/dev/null; then \
-		RABBITMQ_USER=lint RABBITMQ_PASSWORD=lint $(COMPOSE) config -q && \
-		echo "docker-compose.yml: valid"; \
+		for key in ADMIN PRODUCER WORKER; do export RABBITMQ_$${key}_USER=lint \
+			RABBITMQ_$${key}_PASSWORD=lint; done; export RABBITMQ_ERLANG_COOKIE=lint; \
+		$(COMPOSE) config -q && $(COMPOSE) -f docker-compose.cluster.yml config -q && \
+		echo "docker-compose.yml, docker-compose.cluster.yml: valid"; \
 	elif [ -n "$$CI" ]; then echo "error: $(COMPOSE) is not installed" >&2; exit 1; \
 	else echo "docker-compose.yml: not checked ($(COMPOSE) is not installed)"; fi
 
@@ -94,28 +98,30 @@ check-contracts: install ## compare the contracts pinned in producer/ and consum
 export: ## write the three standalone repos (bare) to DEST=folder
 	bash scripts/export.sh "$(DEST)"
 
-.env:
-	bash scripts/make-env.sh
+env: ## create .env, or add the keys it lacks, from .env.example (random passwords)
+	@bash scripts/make-env.sh
 
-up: init .env ## build the images, start RabbitMQ and one worker per queue, wait until healthy
+up: init env ## build, start RabbitMQ (CLUSTER=1: three nodes) and one worker per queue, wait
 	CONSUMER_CELERY_TASKS_COMMIT=$$(git -C consumer/celery_tasks rev-parse --short=12 HEAD) \
 	PRODUCER_CELERY_TASKS_COMMIT=$$(git -C producer/celery_tasks rev-parse --short=12 HEAD) \
-		$(COMPOSE) --profile tools build
-	$(COMPOSE) up -d --remove-orphans
-	COMPOSE="$(COMPOSE)" bash scripts/compose-wait.sh
+		$(STACK) --profile tools build
+	$(STACK) up -d --remove-orphans
+	COMPOSE="$(STACK)" bash scripts/compose-wait.sh
 
-down: ## stop and remove the stack (VOLUMES=1 also drops RabbitMQ's data volume)
+down: env ## stop and remove the stack, either kind (VOLUMES=1 also drops RabbitMQ's data)
+	$(COMPOSE) -f docker-compose.cluster.yml --profile tools --profile monitoring down \
+		--remove-orphans $(if $(filter 1 yes true,$(VOLUMES)),--volumes)
 	$(COMPOSE) --profile tools --profile monitoring down --remove-orphans \
 		$(if $(filter 1 yes true,$(VOLUMES)),--volumes)
 
-logs: ## the stack's recent logs (SERVICE=name for one service)
-	$(COMPOSE) logs --tail=200 $(SERVICE)
+logs: ## the stack's recent logs (SERVICE=name for one service; CLUSTER=1 for the cluster)
+	$(STACK) logs --tail=200 $(SERVICE)
 
-ps: ## the stack's containers and their health
-	$(COMPOSE) ps
+ps: ## the stack's containers and their health (CLUSTER=1 for the cluster)
+	$(STACK) ps
 
-produce: .env ## run the producer service once with ARGS (default: unique_magic_task 1 2 3)
-	$(COMPOSE) run --rm $(TTY_FLAG) producer $(ARGS)
+produce: env ## run the producer service once with ARGS (CLUSTER=1 on the cluster)
+	$(STACK) run --rm $(TTY_FLAG) producer $(ARGS)
 
 engine: ## hosts without Docker or a registry: a private engine plus local base images
 	bash docker/engine.sh start $(ENGINE_DIR)

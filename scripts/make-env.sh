@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Create .env for docker-compose from .env.example, with a fresh random RabbitMQ password.
+# Create or complete .env for docker-compose from .env.example: every key .env lacks is
+# added, each password and the Erlang cookie a fresh random value. Values already in .env
+# are kept, so an older .env gains the keys of newer versions.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-[ ! -e .env ] || { echo ".env exists; leaving it as it is"; exit 0; }
-password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
-sed "s|^RABBITMQ_PASSWORD=.*|RABBITMQ_PASSWORD=$password|" .env.example > .env
-chmod 600 .env
-echo "created .env with a random RABBITMQ_PASSWORD (see .env.example)"
+random() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+[ -e .env ] || { : > .env; chmod 600 .env; echo "created .env"; }
+added=()
+while IFS='=' read -r key value; do
+  [[ $key =~ ^[A-Z_]+$ ]] || continue  # comments, blank lines and commented-out keys
+  grep -q "^$key=" .env && continue
+  case $key in *_PASSWORD|*_COOKIE) value=$(random) ;; esac
+  printf '%s=%s\n' "$key" "$value" >> .env
+  added+=("$key")
+done < .env.example
+if [ ${#added[@]} -gt 0 ]; then echo "added to .env: ${added[*]} (passwords and cookie random)"; fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection
@@ -37,6 +38,28 @@ def services() -> Iterator[Services]:
             yield found
     except ServiceUnavailable as exc:
         fail_or_skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """The Docker engine (DOCKER_HOST, or `make engine`'s) with the base images at hand."""
+    import docker  # the Docker SDK for Python
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # no engine: say why
+        where = os.environ.get("DOCKER_HOST", "the default socket")
+        fail_or_skip(f"no Docker engine answers at {where} (run 'make engine', then the tests "
+                     f"through make, which finds it; or export DOCKER_HOST): {exc}")
+    for image in (os.environ.get("PYTHON_IMAGE", "python:3.11-slim"),
+                  os.environ.get("RABBITMQ_IMAGE", "rabbitmq:4.3-management")):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            fail_or_skip(f"base image {image} is missing (run 'make engine')")
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

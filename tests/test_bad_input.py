@@ -82,7 +82,7 @@ def test_a_user_without_configure_permission_gets_one_line_and_exit_7(
     with limited_user(broker, broker_env, configure="^$", write=".*") as env:
         out = run_producer("divide", "1", "2", env=env)
     assert out.returncode == 7, out.stderr
-    assert out.stderr.startswith("error: RabbitMQ refused to declare queue 'divide.dead'")
+    assert out.stderr.startswith("error: RabbitMQ refused to declare queue 'divide' ")
     assert "it does not exist yet: start a worker for its task first" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "ACCESS_REFUSED" in out.stderr
 

@@ -6,91 +6,30 @@ base images. Without one these tests skip with the reason; with CI set they fail
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from harness.processes import ROOT, clean_env
-from tests.test_broker_unreachable import closed_port
+from harness.compose import PASSWORDS, WORKERS, Stack, free_port
+from harness.processes import ROOT
 
 # The first test builds the images (`make up`): on a machine with a cold image cache,
 # pip inside the image build alone can take longer than the suite's 300 s per test.
 pytestmark = pytest.mark.timeout(1200)
 
-PASSWORD = "c0mp0se-p@ss:w/rd%x"
-WORKERS = ("unique-magic-task", "count-primes", "sleep-echo", "divide")
-
-
-def _fail_or_skip(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[Any]:
-    import docker  # the Docker SDK for Python
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # no engine: say why
-        where = os.environ.get("DOCKER_HOST", "the default socket")
-        _fail_or_skip(f"no Docker engine answers at {where} (run 'make engine', then the tests "
-                      f"through make, which finds it; or export DOCKER_HOST): {exc}")
-    for image in (os.environ.get("PYTHON_IMAGE", "python:3.11-slim"),
-                  os.environ.get("RABBITMQ_IMAGE", "rabbitmq:4.3-management")):
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            _fail_or_skip(f"base image {image} is missing (run 'make engine')")
-    yield client
-    client.close()
-
-
-class Stack:
-    """One compose project, driven by make, inspected with the Docker SDK."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.project = f"ctest{uuid.uuid4().hex[:8]}"
-        self.env = clean_env({
-            "COMPOSE_PROJECT_NAME": self.project,
-            "RABBITMQ_USER": "tasks",
-            "RABBITMQ_PASSWORD": PASSWORD,
-            "RABBITMQ_MANAGEMENT_PORT": str(closed_port()),
-        })
-
-    def make(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["docker-compose", *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=600)
-
-    def containers(self, service: str | None = None) -> list[Any]:
-        labels = [f"com.docker.compose.project={self.project}"]
-        if service:
-            labels.append(f"com.docker.compose.service={service}")
-        return list(self.client.containers.list(filters={"label": labels}))
-
-
 @pytest.fixture(scope="module")
 def stack(docker_client: Any) -> Iterator[Stack]:
     s = Stack(docker_client)
     try:
-        up = s.make("up")
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        s.up()
         yield s
     finally:
-        s.make("down", "VOLUMES=1", timeout=300)
+        s.close()
 
 
 def test_make_up_starts_rabbitmq_and_one_healthy_worker_per_queue(stack: Stack) -> None:
@@ -117,7 +56,8 @@ def test_containers_talk_only_on_the_stacks_network(stack: Stack) -> None:
 def test_images_run_as_non_root_and_hold_no_secrets(stack: Stack) -> None:
     for image in ("celery-tasks/consumer:latest", "celery-tasks/producer:latest"):
         config = stack.client.images.get(image).attrs["Config"]
-        assert not any(PASSWORD in e or "RABBITMQ_PASSWORD" in e for e in config["Env"] or [])
+        assert not any(password in e or "RABBITMQ_PASSWORD" in e
+                       for e in config["Env"] or [] for password in PASSWORDS.values())
         out = stack.client.containers.run(image, entrypoint=["sh", "-c"],
                                           command=["id -u; test ! -e /app/.env && echo no-env"],
                                           network_mode="none", remove=True)
@@ -149,7 +89,7 @@ def test_make_ps_and_make_logs_show_the_stack(stack: Stack) -> None:
 
 
 def test_flower_runs_behind_the_monitoring_profile(stack: Stack) -> None:
-    port = closed_port()
+    port = free_port()
     env = {**stack.env, "FLOWER_PORT": str(port)}
     up = subprocess.run(["docker-compose", "--profile", "monitoring", "up", "-d", "flower"],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -164,9 +104,69 @@ def test_flower_runs_behind_the_monitoring_profile(stack: Stack) -> None:
             time.sleep(1)
     assert body == "OK"
     (flower,) = stack.containers("flower")
-    assert PASSWORD not in flower.logs().decode(errors="replace")
+    logs = flower.logs().decode(errors="replace")
+    assert not any(password in logs for password in PASSWORDS.values())
 
 
-def test_compose_password_never_reaches_the_logs(stack: Stack) -> None:
+def test_compose_passwords_never_reach_the_logs(stack: Stack) -> None:
     for container in stack.containers():
-        assert PASSWORD not in container.logs().decode(errors="replace")
+        logs = container.logs().decode(errors="replace")
+        assert not any(password in logs for password in PASSWORDS.values())
+
+
+# What a user may do on the stack's vhost, tried for real: each operation's outcome.
+PERMISSIONS = """
+import json, os, sys, amqp
+host = os.environ["RABBITMQ_HOST"].split(",")[0]
+
+def connect(vhost="/"):
+    conn = amqp.Connection(host, userid=os.environ["RABBITMQ_USER"],
+                           password=os.environ["RABBITMQ_PASSWORD"], virtual_host=vhost)
+    conn.connect()
+    return conn
+
+def confirmed_publish(channel):
+    channel.confirm_select()
+    channel.basic_publish_confirm(amqp.Message("{}"), exchange="", routing_key="count_primes")
+
+conn, out = connect(), {}
+operations = [
+        ("consume a task queue", lambda: conn.channel().basic_consume("count_primes")),
+        ("delete a task queue", lambda: conn.channel().queue_delete("count_primes")),
+        ("purge a task queue", lambda: conn.channel().queue_purge("count_primes")),
+        ("publish by the default exchange", lambda: confirmed_publish(conn.channel())),
+        ("declare a reply queue", lambda: conn.channel().queue_declare(
+            "celery_tasks.reply.probe", durable=True, auto_delete=False)),
+        ("open another vhost", lambda: connect("other"))]
+for name, operation in [(n, o) for n, o in operations if n in sys.argv[1:]]:
+    try:
+        operation()
+        out[name] = "allowed"
+    except amqp.exceptions.AccessRefused as exc:
+        out[name] = "refused"
+print(json.dumps(out))
+"""
+
+
+def permissions(stack: Stack, role: str, *operations: str) -> dict[str, str]:
+    """Whether `role`'s credentials may do each of `operations`; the stack gets a vhost
+    'other' to try first."""
+    stack.rabbitmqctl("add_vhost", "other")
+    out = stack.python(PERMISSIONS, role, *operations)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def check_roles(stack: Stack) -> None:
+    """Producers cannot consume, delete or purge a task queue (nor reach a queue by the
+    default exchange); workers cannot touch another vhost or a producer's reply queue."""
+    producer = {"consume a task queue": "refused", "delete a task queue": "refused",
+                "purge a task queue": "refused", "publish by the default exchange": "refused",
+                "declare a reply queue": "allowed", "open another vhost": "refused"}
+    assert permissions(stack, "PRODUCER", *producer) == producer
+    worker = {"declare a reply queue": "refused", "open another vhost": "refused"}
+    assert permissions(stack, "WORKER", *worker) == worker
+
+
+def test_each_role_has_only_the_permissions_it_needs(stack: Stack) -> None:
+    check_roles(stack)

@@ -111,6 +111,10 @@ class CountReport:
     unconfirmed_ids: list[str] = field(default_factory=list)
     unsent: int = 0  # calls never published: the deadline came first
     elapsed: float = 0.0
+    #: Calls published again (unconfirmed when a connection was lost, refused, returned)
+    #: and the connections lost on the way: at-least-once at work.
+    republished: int = 0
+    connections_lost: int = 0
 
     def add(self, outcome: Outcome) -> None:
         if outcome.ok:
@@ -135,6 +139,8 @@ class CountReport:
             "pending_ids": self.pending_ids,
             "unconfirmed_ids": self.unconfirmed_ids,
             "unsent": self.unsent,
+            "republished": self.republished,
+            "connections_lost": self.connections_lost,
             "elapsed_s": round(self.elapsed, 4),
             "tasks_per_s": round(self.rate, 2),
             "errors": [o.as_json() for o in self.failures],
@@ -166,6 +172,8 @@ def send_count(task: Any, call: Call, count: int, timeout: float | None,
         raise _broker_lost(exc) from None
     report.pending_ids, report.unconfirmed_ids = stream.pending_ids, stream.unconfirmed_ids
     report.unsent, report.elapsed = count - stream.sent, stream.elapsed
+    report.republished = stream.republished
+    report.connections_lost = stream.connections_lost
     return report
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from harness.compose import Stack
 from harness.processes import ROOT, Worker, clean_env, stop_all
 from tests.conftest import Broker
 from tests.faults.contracts import IMPLEMENTATIONS
@@ -23,6 +24,18 @@ from tests.faults.contracts import IMPLEMENTATIONS
 FAULT_TASKS = tuple(IMPLEMENTATIONS)
 REPORT: list[dict[str, Any]] = []
 REPORT_PATH = ROOT / "build" / "faults.json"
+
+
+@pytest.fixture(scope="session")
+def cluster(docker_client: Any) -> Iterator[Stack]:
+    """The three-node cluster stack (`make up CLUSTER=1`), for every cluster fault of the
+    run; removed with its volumes at the end."""
+    stack = Stack(docker_client, cluster=True)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.close()
 
 
 @pytest.fixture
