@@ -142,7 +142,7 @@ for name, operation in [(n, o) for n, o in operations if n in sys.argv[1:]]:
     try:
         operation()
         out[name] = "allowed"
-    except amqp.exceptions.AccessRefused as exc:
+    except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed):  # 403, 530
         out[name] = "refused"
 print(json.dumps(out))
 """
