@@ -27,9 +27,9 @@ endif
 # `docker-compose run` wants a terminal unless told otherwise.
 TTY_FLAG := $(shell [ -t 0 ] || echo -T)
 
-.PHONY: help install init demo worker produce-local test test-parts test-harness lint vendor \
-	check-vendor check-contracts export clean env up down logs ps produce engine engine-stop \
-	faults bench
+.PHONY: help install init demo worker produce-local test test-parts test-harness test-compat \
+	lint vendor check-vendor check-contracts export clean env up down logs ps produce engine \
+	engine-stop faults bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,14 @@ test-parts: install ## each repo's own tests, from its own folder
 test-harness: install ## producer and consumer together against the real RabbitMQ
 	$(PY) -m pytest -q tests --ignore=tests/faults
 	@$(MAKE) --no-print-directory faults
+
+# The smaller set `make test-compat` runs against the host's RabbitMQ (CI: Debian 12's 3.10).
+COMPAT_TESTS := tests/test_end_to_end.py tests/test_batch_path.py tests/test_single_call.py \
+	tests/test_topology.py tests/test_contract_skew.py tests/faults/test_message_size.py \
+	tests/faults/test_crashes.py tests/faults/test_broker_restart.py
+
+test-compat: install ## a smaller set against the RabbitMQ on 127.0.0.1 (or HARNESS_RABBITMQ_URL)
+	HARNESS_SERVICES=local $(PY) -m pytest -q $(COMPAT_TESTS)
 
 bench: install ## throughput and latency beside raw py-amqp, bare Celery and Dramatiq
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
