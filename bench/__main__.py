@@ -294,7 +294,7 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
     single call. Celery's `delay()` through the contracts is measured apart (ours_delay):
     in this process, after it, the batch path's end to end ran slower in most trials."""
     os.environ.update(env())
-    from celery_tasks.batch import send_batch, send_stream
+    from celery_tasks.batch import send_stream
     from celery_tasks.remote import remote
     from celery_tasks.tasks import MagicCeleryTask
     from celery_tasks.utils import create_worker_from
@@ -313,19 +313,58 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
 
         row["publish_per_s"] = median_rate(publish)
 
-    def batch() -> float:
-        done = send_batch(task, calls, 300)
-        assert [o[1] if o else None for o in done.outcomes] == [3 + i for i in range(N)]
-        return done.elapsed
-
     argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
     with contextlib.ExitStack() as stack:
         for _ in range(workers):
             stack.enter_context(worker(argv, ROOT / "consumer", " ready."))
         if full:
             row |= timed_rtt(lambda: magic(1, 2, 3))  # the single-call path
-        row["e2e_per_s"] = median_rate(batch)
+        row["e2e_per_s"] = median_rate(lambda: batch(task, calls))
     return row
+
+
+def batch(task: Any, calls: list[tuple[tuple[int, ...], dict[str, Any]]]) -> float:
+    """Seconds for the batch path to send `calls` and take every (checked) result back."""
+    from celery_tasks.batch import send_batch
+
+    done = send_batch(task, calls, 300)
+    assert [o[1] if o else None for o in done.outcomes] == [3 + i for i in range(N)]
+    return done.elapsed
+
+
+def ours_on(name: str, broker: str) -> dict[str, Any]:
+    """This project's end to end (batch path, one worker) and single call on the RabbitMQ
+    nodes `broker` names (celery_tasks settings, as JSON): what replication costs."""
+    nodes = json.loads(broker)
+    os.environ.update(env(**nodes))
+    from celery_tasks.remote import remote
+    from celery_tasks.tasks import MagicCeleryTask
+    from celery_tasks.utils import create_worker_from
+
+    _, task = create_worker_from(MagicCeleryTask)
+    magic = remote(MagicCeleryTask.run)
+    calls: list[tuple[tuple[int, ...], dict[str, Any]]] = [((1, 2, i), {}) for i in range(N)]
+    argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
+    with worker(argv, ROOT / "consumer", " ready.", **nodes):
+        row = {"name": name, **timed_rtt(lambda: magic(1, 2, 3))}
+        row["e2e_per_s"] = median_rate(lambda: batch(task, calls))
+    return row
+
+
+def replication() -> list[dict[str, Any]]:
+    """The same measurement on one RabbitMQ 4.3 node and on a three-node cluster (quorum
+    queues with a member on each node), both in containers of the Docker engine."""
+    from harness.cluster import rabbitmq_nodes
+
+    rows = []
+    for size, name in ((1, "this project, RabbitMQ 4.3, one node (container)"),
+                       (3, "this project, RabbitMQ 4.3, three-node cluster")):
+        with rabbitmq_nodes(size) as nodes:
+            rows.append(isolated("ours_on", name, json.dumps(nodes.settings())))
+    one, three = rows
+    three["ratio_e2e_vs_one_node"] = three["e2e_per_s"] / one["e2e_per_s"]
+    three["ratio_p50_vs_one_node"] = three["p50_ms"] / one["p50_ms"]
+    return rows
 
 
 def ours_delay() -> dict[str, Any]:
@@ -400,6 +439,7 @@ def measure() -> int:
     rows[-1] |= isolated("ours_delay")
     scale = [isolated("ours", k, False) for k in (1, 2, 4)]
     memory = memory_curve()
+    replicated = replication()
     baseline = next(r for r in rows if r["name"].startswith("bare Celery (reliable"))["e2e_per_s"]
     for row in rows:
         if "e2e_per_s" in row:
@@ -413,7 +453,7 @@ def measure() -> int:
     report = {"machine": machine(), "n": N, "runs": RUNS, "rtt_samples": RTT_SAMPLES,
               "rows": rows, "targets": targets(rows),
               "scale": [{"workers": r["workers"], "e2e_per_s": r["e2e_per_s"]} for r in scale],
-              "memory": memory, "seconds": time.time() - started}
+              "memory": memory, "replication": replicated, "seconds": time.time() - started}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for path in (RESULTS / f"bench-{stamp}.json", RESULTS / "latest.json"):
         path.write_text(json.dumps(report, indent=2))
@@ -510,6 +550,12 @@ def table(report: dict[str, Any]) -> str:
         f"{s['workers']} -> {s['e2e_per_s']:,.0f}" for s in report["scale"]))
     lines.append("producer memory (N -> peak RSS MiB): " + ", ".join(
         f"{m['n']:,} -> {m.get('peak_rss_mib', float('nan')):.0f}" for m in report["memory"]))
+    one, three = report["replication"]
+    lines.append(f"replication (RabbitMQ 4.3 in containers): e2e {one['e2e_per_s']:,.0f}/s on "
+                 f"one node, {three['e2e_per_s']:,.0f}/s on three "
+                 f"({three['ratio_e2e_vs_one_node']:.2f}x); single call p50 "
+                 f"{one['p50_ms']:.2f} ms on one, {three['p50_ms']:.2f} ms on three "
+                 f"({three['ratio_p50_vs_one_node']:.2f}x)")
     lines.extend(f"target, {verdict_line(t)}" for t in report["targets"])
     return "\n".join(lines)
 

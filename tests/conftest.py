@@ -15,7 +15,7 @@ import pytest
 from kombu import Connection
 
 from celery_tasks.topology import dead_letter_name, task_queue
-from harness.processes import Worker, stop_all
+from harness.processes import Worker, kill_all
 from harness.services import RabbitMQ, Services, ServiceUnavailable, running
 
 TASK_NAMES = ("unique_magic_task", "count_primes", "sleep_echo", "divide")
@@ -164,4 +164,4 @@ def start_worker(
         return worker.start()
 
     yield start
-    stop_all(started)
+    kill_all(started)

@@ -37,6 +37,10 @@ def test_make_bench_measures_every_row_and_writes_json_and_plot(tmp_path: Path) 
             "ratio_publish_vs_raw_same_message"} <= ours.keys()
     assert [m["completed"] for m in report["memory"]] == [50, 200]  # every task came back
     assert [s["workers"] for s in report["scale"]] == [1, 2, 4]
+    one, three = report["replication"]  # RabbitMQ 4.3: one node, then a three-node cluster
+    assert one["e2e_per_s"] > 0 and three["e2e_per_s"] > 0 and three["p50_ms"] > 0
+    assert three["ratio_e2e_vs_one_node"] == three["e2e_per_s"] / one["e2e_per_s"]
+    assert "replication (RabbitMQ 4.3 in containers): e2e " in out.stdout
     assert (tmp_path / "latest.png").stat().st_size > 0
     assert "this project" in out.stdout  # the table
     assert [t["target"] for t in report["targets"]] == [

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from harness.compose import Stack
-from harness.processes import ROOT, Worker, clean_env, stop_all
+from harness.processes import ROOT, Worker, clean_env, kill_all
 from tests.conftest import Broker
 from tests.faults.contracts import IMPLEMENTATIONS
 
@@ -64,7 +64,7 @@ def start_fault_worker(
         return worker.start()
 
     yield start
-    stop_all(started)
+    kill_all(started)
 
 
 def send(name: str, args: list[Any], env: dict[str, str], count: int = 1,

@@ -11,9 +11,6 @@ from typing import Any
 import pytest
 from kombu import Producer
 
-from celery_tasks.errors import BadArguments
-from celery_tasks.tasks import SleepEchoTask
-from celery_tasks.utils import create_worker_from
 from harness.processes import Worker, run_producer
 from tests.conftest import Broker
 from tests.faults.conftest import wait_for_depth
@@ -73,17 +70,6 @@ def test_pickle_is_refused_and_never_executed(
     assert "application/x-python-serialize" in worker.log
     assert f"Task {QUEUE}[{headers['id']}] succeeded" not in worker.log
     record(1, 0, 0, "pickle refused (ContentDisallowed), dead-lettered")
-
-
-def test_arguments_over_the_message_size_limit_are_refused_before_publishing(
-    broker: Broker, record: Callable[..., None],
-) -> None:
-    broker.declare("sleep_echo")
-    _, sleep_echo = create_worker_from(SleepEchoTask)
-    with pytest.raises(BadArguments, match=r"over the \d+-byte limit of a message"):
-        sleep_echo.delay(0, "x" * (129 * 1024 * 1024))
-    assert broker.depth("sleep_echo") == 0
-    record(1, 0, 0, "129 MiB of arguments: BadArguments, nothing published")
 
 
 def test_a_raw_message_over_rabbitmqs_limit_is_refused_by_the_broker(
