@@ -1,30 +1,63 @@
-"""`python -m celery_tasks [--json]`: every contract with its signature and fingerprint."""
+"""`python -m celery_tasks [--json | --markdown]`: every contract with its signature,
+queue and fingerprint."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from typing import Any
 
-from .contract import describe
-from .fingerprint import describe_contract, fingerprint
+from .core.cli import OneLineParser, exit_codes_epilog
+from .core.contract import describe
+from .core.errors import EXIT_OK, EXIT_USAGE
+from .core.fingerprint import describe_contract, fingerprint
+from .core.version import pinned_commit
 from .tasks import CONTRACTS
-from .version import pinned_commit
+
+EXAMPLES = """examples:
+  python -m celery_tasks              # one line per contract: fingerprint, signature
+  python -m celery_tasks --json       # with each contract's full description
+  python -m celery_tasks --markdown   # the table docs/contracts.md shows
+"""
+
+
+def rows() -> list[dict[str, Any]]:
+    """Each contract of celery_tasks/tasks.py, described."""
+    return [{"name": name, "signature": describe(cls), "fingerprint": fingerprint(d),
+             "doc": (cls.run.__doc__ or "").strip(), "description": d}
+            for name, cls in CONTRACTS.items() for d in [describe_contract(cls)]]
+
+
+def markdown() -> str:
+    """The contracts as a Markdown table (what `make vendor` writes into the docs)."""
+    lines = ["| task (queue) | signature | what it does | fingerprint |", "|---|---|---|---|"]
+    for row in rows():
+        signature = row["signature"].removeprefix(row["name"])
+        lines.append(f"| `{row['name']}` | `{signature}` | {row['doc']} | "
+                     f"`{row['fingerprint']}` |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
-    if argv not in ([], ["--json"]):
-        print("error: usage: python -m celery_tasks [--json]", file=sys.stderr)
-        return 2
-    rows = [{"name": name, "signature": describe(cls), "fingerprint": fingerprint(d),
-             "description": d}
-            for name, cls in CONTRACTS.items() for d in [describe_contract(cls)]]
-    if argv:
-        print(json.dumps({"commit": pinned_commit(), "contracts": rows}, sort_keys=True))
+    parser = OneLineParser(prog="python -m celery_tasks",
+                           description="List the task contracts of this celery_tasks copy "
+                           "with their fingerprints (see docs/contracts.md).",
+                           epilog=EXAMPLES + "\n" + exit_codes_epilog([EXIT_OK, EXIT_USAGE]),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print JSON, with this copy's commit")
+    form.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = parser.parse_args(argv)
+    if args.json:
+        print(json.dumps({"commit": pinned_commit(), "contracts": rows()}, sort_keys=True))
+    elif args.markdown:
+        print(markdown())
     else:
         print(f"celery_tasks {pinned_commit()}")
-        for row in rows:
+        for row in rows():
             print(f"{row['fingerprint']}  {row['signature']}")
-    return 0
+    return EXIT_OK
 
 
 sys.exit(main(sys.argv[1:]))

@@ -39,15 +39,15 @@ task_acks_on_failure = False
 task_acks_on_timeout = False
 worker_prefetch_multiplier = 1
 # Undecodable, refused (pickle), unknown or invalid messages go to the dead-letter queue.
-worker_consumer = "celery_tasks.worker_consumer:ContractConsumer"
+worker_consumer = "celery_tasks.worker.consumer:ContractConsumer"
 # Quorum queues (see topology.py); the worker then uses per-consumer prefetch, which
 # quorum queues require, and native delayed delivery for retries with a countdown.
 task_default_queue_type: str = SETTINGS.queue_type
 worker_detect_quorum_queues = True
 broker_native_delayed_delivery_queue_type: str = SETTINGS.queue_type
 celery_tasks_delivery_limit: int = SETTINGS.delivery_limit
-# Results come back to durable reply queues (batch.reply_queue, reply.py): quorum queues on
-# a cluster (replicated, so a result outlives the node its producer was connected to).
+# Results come back to durable reply queues (publisher/connection.py, core/results.py):
+# quorum queues on a cluster (replicated: a result outlives the node its producer used).
 celery_tasks_reply_queue_type: str = SETTINGS.reply_queue_type
 # The broker's message size limit: calls and results over it are refused before sending.
 celery_tasks_max_message_size: int = SETTINGS.max_message_size

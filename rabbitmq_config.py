@@ -6,7 +6,7 @@ raises `ConfigError` naming the variable when this module is imported.
 
 from __future__ import annotations
 
-from .settings import Settings, load_settings
+from .core.settings import Settings, load_settings
 
 SETTINGS: Settings = load_settings()
 

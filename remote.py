@@ -10,7 +10,7 @@
 
 Calls are also checked at run time before anything is published, like `delay()`. A call
 that waits (`magic(1, 2, 3)`) takes the single-call path on RabbitMQ with `rpc://`: a
-connection per thread, kept open (celery_tasks.caller).
+connection per thread, kept open (celery_tasks.publisher.single).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from .caller import call, supports_single_call_path
-from .contract import Contract
-from .errors import REMOTE_ERRORS, TaskFailed, TaskTimeout
+from .core.contract import Contract
+from .core.errors import REMOTE_ERRORS, TaskFailed, TaskTimeout
+from .publisher.single import call, supports_single_call_path
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,7 +73,7 @@ class Remote(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Publish one call and wait for its result (on RabbitMQ with `rpc://`, through the
-        single-call path: celery_tasks.caller)."""
+        single-call path: celery_tasks.publisher.single)."""
         if not supports_single_call_path(self.task.app):
             return self.send(*args, **kwargs).get()
         task_id, status, value = call(self.task, args, kwargs, self.timeout)

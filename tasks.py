@@ -3,11 +3,17 @@
 These classes hold no implementation. The consumer subclasses each one and implements
 `run` with the same signature; the producer sends tasks through them. Each task has its
 own queue, named after the task.
+
+A new task is one class here: a `Contract` subclass with a unique `name` and a typed,
+documented `run` that raises `not_implemented`. `CONTRACTS`, the command lines, the
+fingerprints and the docs find it by itself.
 """
 
 from __future__ import annotations
 
-from .contract import Contract, not_implemented
+from typing import Any
+
+from .core.contract import Contract, contracts_in, not_implemented
 
 
 class MagicCeleryTask(Contract):
@@ -52,7 +58,13 @@ class DivideTask(Contract):
         raise not_implemented(type(self))
 
 
-#: Every contract, by task name.
-CONTRACTS: dict[str, type[Contract]] = {
-    cls.name: cls for cls in (MagicCeleryTask, CountPrimesTask, SleepEchoTask, DivideTask)
-}
+#: Every contract of this module, by task name (see __getattr__).
+CONTRACTS: dict[str, type[Contract]]
+
+
+def __getattr__(name: str) -> Any:
+    """`CONTRACTS`: every contract of this module, by task name, wherever it is defined
+    in it (computed when asked for, so a class added below this line counts too)."""
+    if name == "CONTRACTS":
+        return contracts_in(__name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,20 +9,20 @@ from typing import Any
 
 from celery import Celery, Task
 
-from .contract import check_implementation, is_contract_class
-from .reply import ReplyQueueBackend
-from .topology import declare_topology, task_queue
+from .core.contract import check_implementation, is_contract_class
+from .core.results import ReplyQueueBackend
+from .core.topology import declare_topology, task_queue
 
 
 class ContractApp(Celery):
     """A Celery app whose `worker_main` only ever runs real implementations.
 
-    Its `rpc://` backend declares the reply queue once, not on every call (reply.py).
+    Its `rpc://` backend declares the reply queue once, not on every call (core/results.py).
     Unlike Celery's own, `worker_main` works without `'worker'` as the first argument,
     and refuses to start a worker for a contract stub or a drifted implementation.
     """
 
-    control_cls = "celery_tasks.worker_consumer:ContractControl"
+    control_cls = "celery_tasks.core.control:ContractControl"
 
     def _get_backend(self) -> Any:
         """`rpc://` is Celery's rpc backend, minus its reply-queue declaration per call."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from celery_tasks.batch import _Confirms
+from celery_tasks.publisher.confirms import Confirms
 
 
-def confirms_for(n: int) -> _Confirms:
-    confirms = _Confirms()
+def confirms_for(n: int) -> Confirms:
+    confirms = Confirms()
     for i in range(n):
         confirms.add(f"t{i}")
     return confirms

@@ -8,7 +8,8 @@ from typing import Any
 import amqp
 import pytest
 
-from celery_tasks.batch import _Framer, _MessageFactory
+from celery_tasks.core.wire import MessageFactory
+from celery_tasks.publisher.confirms import Framer
 
 HEADERS: dict[str, Any] = {"lang": "py", "task": "divide", "id": None, "shadow": None, "eta": None,
            "retries": 0, "timelimit": [300, 330], "root_id": None, "parent_id": None,
@@ -25,7 +26,7 @@ def decoded(encoded: bytes) -> dict:
 
 @pytest.mark.parametrize("reply_to", ["celery_tasks.reply.abc", ""])
 def test_prepared_messages_carry_exactly_what_py_amqp_would_encode(reply_to: str) -> None:
-    factory = _MessageFactory(HEADERS, reply_to, {"callbacks": None})
+    factory = MessageFactory(HEADERS, reply_to, {"callbacks": None})
     args, kwargs = [1, "two ü"], {"b": 2.5}
     ours = factory.message("task-1", args, kwargs)
     theirs = amqp.Message(
@@ -38,7 +39,7 @@ def test_prepared_messages_carry_exactly_what_py_amqp_would_encode(reply_to: str
 
 
 def test_the_argument_reprs_are_capped() -> None:
-    message = _MessageFactory(HEADERS, "", None).message("t", ["x" * 5000], {})
+    message = MessageFactory(HEADERS, "", None).message("t", ["x" * 5000], {})
     headers = decoded(message._serialize_properties())["application_headers"]
     assert len(headers["argsrepr"]) == 1024 and headers["id"] == headers["root_id"] == "t"
 
@@ -71,7 +72,7 @@ def py_amqp_frames(message: amqp.Message, frame_max: int, channel_id: int) -> by
 def test_publish_frames_are_py_amqps_own(body_size: int) -> None:
     # 4,000 bytes with the properties overflow a 4,096-byte frame: py-amqp's other path;
     # 20,000 bytes take several body frames.
-    message = _MessageFactory(HEADERS, "r", None).message("t", ["x" * body_size], {})
+    message = MessageFactory(HEADERS, "r", None).message("t", ["x" * body_size], {})
     for frame_max in (4096, 131_072):
-        ours = _Framer(3, frame_max, "", "q", mandatory=True).frames(message)
+        ours = Framer(3, frame_max, "", "q", mandatory=True).frames(message)
         assert ours == py_amqp_frames(message, frame_max, 3)

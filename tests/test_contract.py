@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from celery import Task
 
-from celery_tasks import contract as contract_module
-from celery_tasks.contract import (
+from celery_tasks.core import contract as contract_module
+from celery_tasks.core.contract import (
     Contract,
     check_call,
     check_implementation,
     check_result,
     describe,
 )
-from celery_tasks.errors import (
+from celery_tasks.core.errors import (
     BadArguments,
     ContractNotImplemented,
     ContractViolation,
@@ -211,3 +211,28 @@ def test_a_result_over_the_limit_is_a_contract_violation_naming_task_size_and_li
         check_result(SleepEchoTask, "y" * limit, limit)
     assert str(info.value).startswith(f"sleep_echo: its result would take {limit + 2:,} bytes "
                                       f"as JSON, over the {limit:,} bytes a message holds")
+
+
+def test_contracts_derive_from_the_classes_of_tasks_py() -> None:
+    """A new contract is one class: CONTRACTS finds every one, in definition order."""
+    assert list(CONTRACTS) == ["unique_magic_task", "count_primes", "sleep_echo", "divide"]
+    assert all(contract_module.contracts_in("celery_tasks.tasks")[name] is cls
+               for name, cls in CONTRACTS.items())
+
+
+def test_two_contracts_with_one_task_name_in_a_module_are_refused() -> None:
+    for qualname in ("First", "Second"):
+        type(qualname, (Contract,), {"name": "twice", "run": lambda self: None,
+                                     "__module__": "tests.two_of_a_name"})
+    with pytest.raises(TypeError, match="two contracts named 'twice': First and Second"):
+        contract_module.contracts_in("tests.two_of_a_name")
+
+
+def test_implementations_derive_from_the_classes_of_a_module() -> None:
+    class Magic(MagicCeleryTask):
+        def run(self, arg1: int, arg2: int, arg3: int) -> int:
+            return 0
+
+    found = contract_module.implementations_in({"Magic": Magic, "stub": DivideTask, "n": 1},
+                                               __name__)
+    assert found == {"unique_magic_task": Magic}  # the stub implements nothing

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from celery_tasks.contract import Contract
-from celery_tasks.fingerprint import describe_contract, fingerprint, incompatibility
+from celery_tasks.core.contract import Contract
+from celery_tasks.core.fingerprint import describe_contract, fingerprint, incompatibility
 from celery_tasks.tasks import CONTRACTS, DivideTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ spec = importlib.util.spec_from_file_location("celery_tasks", root + "/__init__.
                                               submodule_search_locations=[root])
 sys.modules["celery_tasks"] = module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-from celery_tasks.fingerprint import describe_contract, fingerprint
+from celery_tasks.core.fingerprint import describe_contract, fingerprint
 from celery_tasks.tasks import CONTRACTS
 print(json.dumps({n: fingerprint(describe_contract(c)) for n, c in CONTRACTS.items()}))
 """

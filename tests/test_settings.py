@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from celery_tasks.errors import ConfigError
-from celery_tasks.settings import load_settings
+from celery_tasks.core.errors import ConfigError
+from celery_tasks.core.settings import load_settings
 
 
 def test_defaults_are_rabbitmqs_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

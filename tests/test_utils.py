@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from celery import Task
 
-from celery_tasks.errors import BadArguments, ImplementationError
+from celery_tasks.core.errors import BadArguments, ImplementationError
 from celery_tasks.tasks import CountPrimesTask, MagicCeleryTask
 from celery_tasks.utils import create_worker_from
 

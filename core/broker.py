@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.exceptions import ImproperlyConfigured
 from kombu.utils.url import maybe_sanitize_url
 
 from .errors import BrokerUnreachable, ConfigError
@@ -40,12 +43,7 @@ def check_result_backend(app: Celery) -> None:
     the backend without its password, so no task is published whose result has nowhere to go.
     """
     url = maybe_sanitize_url(str(app.conf.result_backend))
-    try:
-        backend = app.backend  # the database backend connects here already
-    except ImportError as exc:
-        raise ConfigError(f"CELERY_RESULT_BACKEND {url}: cannot load its driver ({exc})") from None
-    except Exception as exc:
-        raise _backend_unreachable(url, exc) from None
+    backend = load_result_backend(app)
     try:
         if hasattr(backend, "ResultSession"):  # the database backend (SQLAlchemy)
             from sqlalchemy import text
@@ -57,8 +55,33 @@ def check_result_backend(app: Celery) -> None:
                 session.close()
         elif callable(getattr(getattr(backend, "client", None), "ping", None)):  # Redis
             backend.client.ping()
+    except ImportError as exc:  # SQLAlchemy loads the database driver on first use
+        raise _driver_missing(url, exc) from None
     except Exception as exc:
         raise _backend_unreachable(url, exc) from None
+
+
+#: The extra of celery-tasks that installs a result backend's driver, by URL scheme.
+EXTRAS = {"redis": "redis", "rediss": "redis", "db": "postgres"}
+
+
+def load_result_backend(app: Celery) -> Any:
+    """`app`'s result backend, loaded: a driver that is not installed is a ConfigError
+    naming the extra of celery-tasks that installs it (exit 7)."""
+    url = maybe_sanitize_url(str(app.conf.result_backend))
+    try:
+        return app.backend  # the database backend connects here already
+    except (ImportError, ImproperlyConfigured) as exc:
+        raise _driver_missing(url, exc) from None
+    except Exception as exc:
+        raise _backend_unreachable(url, exc) from None
+
+
+def _driver_missing(url: str, exc: Exception) -> ConfigError:
+    extra = EXTRAS.get(url.split("://", 1)[0].split("+", 1)[0].lower())
+    cause = (str(exc) or type(exc).__name__).splitlines()[0]
+    install = f": install it with pip install 'celery-tasks[{extra}]'" if extra else ""
+    return ConfigError(f"CELERY_RESULT_BACKEND {url}: cannot load its driver ({cause}){install}")
 
 
 def _backend_unreachable(url: str, exc: Exception) -> BrokerUnreachable:

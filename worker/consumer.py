@@ -12,7 +12,7 @@ and two of its steps get in the way there:
 - its control queue (`NAME.celery.pidbox`) is exclusive, and the dead connection's one is
   "locked" until the cluster declares the node down (a minute): the new one was refused
   (405) and the worker exited. Here each connection listens on a queue of its own
-  (`ContractControl`): commands reach it all the same, by the fanout exchange.
+  (`celery_tasks.core.control`): commands reach it all the same, by the fanout exchange.
 - native delayed delivery was set up on every node of the broker list in turn, each with
   retries: minutes on a node that is down, for a topology the cluster shares anyway. Here
   it is set up once, on the node the consumer is connected to (`ClusterDelayedDelivery`),
@@ -22,40 +22,21 @@ and two of its steps get in the way there:
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
-from celery.app.control import Control
 from celery.exceptions import NotRegistered
 from celery.utils.collections import AttributeDict
 from celery.worker.consumer import Consumer
 from celery.worker.consumer.delayed_delivery import DelayedDelivery
-from kombu import Queue
-from kombu.pidbox import Mailbox
 from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
-from .topology import declare_delay_exchanges
+from ..core.topology import declare_delay_exchanges
+
+__all__ = ["ClusterDelayedDelivery", "ContractConsumer"]
 
 logger = logging.getLogger("celery_tasks.worker")
-
-
-class ConnectionMailbox(Mailbox):
-    """Celery's control mailbox, whose node queue is new for each connection."""
-
-    def get_queue(self, hostname: str) -> Queue:
-        queue = super().get_queue(hostname)
-        return Queue(f"{queue.name}.{uuid.uuid4().hex[:12]}", exchange=queue.exchange,
-                     durable=queue.durable, exclusive=queue.exclusive,
-                     auto_delete=queue.auto_delete, expires=queue.expires,
-                     message_ttl=queue.message_ttl)
-
-
-class ContractControl(Control):
-    """Celery's remote control, on `ConnectionMailbox`."""
-
-    Mailbox = ConnectionMailbox
 
 
 class ClusterDelayedDelivery(DelayedDelivery):
@@ -75,7 +56,7 @@ class ContractConsumer(Consumer):
 
     class Blueprint(Consumer.Blueprint):
         default_steps = [
-            "celery_tasks.worker_consumer:ClusterDelayedDelivery"
+            "celery_tasks.worker.consumer:ClusterDelayedDelivery"
             if step.endswith(":DelayedDelivery") else step
             for step in Consumer.Blueprint.default_steps
         ]

@@ -2,9 +2,9 @@
 
 Celery's `delay().get()` takes a connection and a producer from its pools, awaits the
 publisher confirm before it starts waiting for the result, and goes through its result
-machinery. Here each thread keeps one connection (its `_Line`) with a channel in confirm
+machinery. Here each thread keeps one connection (its `Line`) with a channel in confirm
 mode and its own durable reply queue: a call publishes one task message (the batch path's
-`_MessageFactory`) and then takes the confirm and the reply as they come, in either order.
+`MessageFactory`) and then takes the confirm and the reply as they come, in either order.
 
 Nothing is lost on the way: a call is published again if its connection drops before
 RabbitMQ confirmed it, or if RabbitMQ refuses it (nack); a reply sent while the
@@ -29,23 +29,23 @@ from amqp.exceptions import NotFound
 from kombu import Consumer
 from kombu.exceptions import OperationalError
 
-from .batch import (
+from ..core.contract import check_call, payload_limit
+from ..core.errors import BrokerUnreachable, TaskTimeout, message_refused
+from ..core.topology import declare_topology
+from ..core.wire import MessageFactory, message_factory, reply_outcome
+from .connection import (
     NACK_PAUSE,
-    _BoundedClose,
-    _MessageFactory,
+    BoundedClose,
     confirming_connection,
     connect_within,
     drain_once,
     left,
-    message_factory,
-    reply_outcome,
     reply_queue,
     supports_batch_path,
     uses_rpc,
 )
-from .contract import check_call, payload_limit
-from .errors import BrokerUnreachable, TaskTimeout, message_refused
-from .topology import declare_topology
+
+__all__ = ["Line", "call", "line_for", "lines_open", "supports_single_call_path"]
 
 #: Seconds between reconnection attempts while a call's deadline allows.
 RECONNECT_PAUSE = 0.5
@@ -66,24 +66,29 @@ def call(task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
     `BrokerUnreachable` if RabbitMQ stays away past it with the call unconfirmed.
     """
     args, kwargs = check_call(type(task).contract, args, kwargs, limit=payload_limit(task.app))
-    return _line(task.app).call(task, args, kwargs, timeout)
+    return line_for(task.app).call(task, args, kwargs, timeout)
 
 
 _lines = threading.local()
 
 
-def _line(app: Any) -> _Line:
+def line_for(app: Any) -> Line:
     """This thread's line to `app`'s broker (a forked child makes its own). Every app of a
     process shares its settings: `remote()` made anew per request still uses one line."""
-    lines: dict[str, _Line] = _lines.__dict__.setdefault("by_broker", {})
+    lines: dict[str, Line] = _lines.__dict__.setdefault("by_broker", {})
     key = str(app.conf.broker_url)
     line = lines.get(key)
     if line is None or line.pid != os.getpid():
-        line = lines[key] = _Line(app)
+        line = lines[key] = Line(app)
     return line
 
 
-class _Line:
+def lines_open() -> int:
+    """How many lines this thread holds (one per broker its calls went to)."""
+    return len(_lines.__dict__.get("by_broker", {}))
+
+
+class Line:
     """One thread's connection for single calls, reconnected when it drops."""
 
     def __init__(self, app: Any) -> None:
@@ -95,7 +100,7 @@ class _Line:
         self.heartbeat = float(app.conf.broker_heartbeat or 0)
         self.used_at = 0.0
         self.reply = reply_queue(app)  # the same queue across reconnections: replies wait there
-        self.factories: dict[str, _MessageFactory] = {}
+        self.factories: dict[str, MessageFactory] = {}
         self.conn: Any = None
         self.declared: set[str] = set()  # task names whose queues this connection declared
         self.sent = 0  # messages published on this connection: the last one's delivery tag
@@ -229,6 +234,6 @@ class _Line:
     def _drop(self) -> None:
         """Forget a lost connection; the next attempt connects again."""
         if self.conn is not None:
-            _BoundedClose(self.conn).close()
+            BoundedClose(self.conn).close()
         self.conn = None
 

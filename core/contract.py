@@ -62,7 +62,7 @@ class Contract(Task):
     soft_time_limit: ClassVar[float] = 300
     time_limit: ClassVar[float] = 330
     #: How the worker settles a timed-out message: see request.py.
-    Request = "celery_tasks.request:ContractRequest"
+    Request = "celery_tasks.worker.request:ContractRequest"
     #: Contract errors are expected answers, not crashes: the worker logs them in one line,
     #: without a traceback (the caller gets the error; the message is dead-lettered).
     throws = (ContractMismatch, ContractViolation)
@@ -75,6 +75,7 @@ class Contract(Task):
                 raise TypeError(f"contract {cls.__qualname__} needs a non-empty string 'name'")
             if "run" not in cls.__dict__:
                 raise TypeError(f"contract {cls.__qualname__} needs a typed run() method")
+            _CONTRACTS.append(cls)
             cls.contract = cls
         if not 0 < cls.soft_time_limit <= cls.time_limit < CONSUMER_TIMEOUT:
             raise TypeError(
@@ -122,6 +123,38 @@ class Contract(Task):
             raise ContractViolation(f"refused by the worker: {exc}") from None
         result = super().__call__(*args_list, **kwargs_dict)
         return check_result(cls, result, payload_limit(self.app))
+
+
+#: Every contract defined so far, in definition order.
+_CONTRACTS: list[type[Contract]] = []
+
+
+def contracts_in(module: str) -> dict[str, type[Contract]]:
+    """The contracts module `module` defines, by task name, in definition order: how
+    `celery_tasks.tasks.CONTRACTS` comes about, so a new contract is one class. Two of
+    them with one task name are a TypeError naming both."""
+    found: dict[str, type[Contract]] = {}
+    for cls in _CONTRACTS:
+        if cls.__module__ == module:
+            if cls.name in found and found[cls.name].__qualname__ != cls.__qualname__:
+                raise TypeError(f"{module}: two contracts named {cls.name!r}: "
+                                f"{found[cls.name].__qualname__} and {cls.__qualname__}")
+            found[cls.name] = cls
+    return found
+
+
+def implementations_in(namespace: Mapping[str, object], module: str) -> dict[str, type[Contract]]:
+    """The implementations `module` defines (its classes that implement a contract's
+    `run`), by task name, in definition order: a new implementation is one class."""
+    found: dict[str, type[Contract]] = {}
+    for value in namespace.values():
+        if (is_contract_class(value) and value.__module__ == module
+                and value.run is not value.contract.run):
+            if value.name in found:
+                raise TypeError(f"{module}: two implementations of {value.name!r}: "
+                                f"{found[value.name].__qualname__} and {value.__qualname__}")
+            found[value.name] = value
+    return found
 
 
 def payload_limit(app: Any) -> int:

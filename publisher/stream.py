@@ -23,32 +23,40 @@ so the producer's memory stays flat whatever the number of calls.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from struct import pack
 from typing import Any
 
-import amqp
-from amqp import spec
-from amqp.serialization import dumps
-from celery import states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import ResultSet
-from kombu import Consumer, Exchange, Queue
+from kombu import Consumer
 
-from .contract import check_call, contract_headers, payload_limit
-from .errors import (
+from ..core.contract import check_call, payload_limit
+from ..core.errors import (
     BadArguments,
     BrokerUnreachable,
     ConfigError,
     TopologyMismatch,
     message_refused,
 )
-from .topology import declare_topology
+from ..core.topology import declare_topology
+from ..core.wire import message_factory, reply_outcome
+from .confirms import FLUSH_BYTES, Publisher
+from .connection import (
+    NACK_PAUSE,
+    BoundedClose,
+    confirming_connection,
+    connect_within,
+    drain_once,
+    left,
+    reply_queue,
+    uses_rpc,
+)
+
+__all__ = ["MAX_IN_FLIGHT", "BatchOutcome", "Call", "OnSettled", "StreamOutcome",
+           "collect_results", "send_batch", "send_stream"]
 
 #: Unconfirmed messages allowed in flight before the publisher waits for confirms.
 WINDOW = 2000
@@ -57,18 +65,10 @@ REPLY_PREFETCH = 2000
 REPLY_ACK_EVERY = 500
 #: Calls published but without an outcome yet that `send_stream` allows (with `rpc://`).
 MAX_IN_FLIGHT = 10_000
-#: Bytes of publishes buffered before they are written to the socket in one go.
-FLUSH_BYTES = 64 * 1024
+
 #: Frames (confirms, replies) taken at most after each write, without waiting.
 POLL_FRAMES = 1000
-#: Seconds to wait before publishing again what RabbitMQ refused (nack) or returned.
-NACK_PAUSE = 0.1
-#: Seconds to wait for RabbitMQ to acknowledge closing the batch's connection.
-CLOSE_TIMEOUT = 2.0
-#: How long an unused reply queue lives after its producer left (RabbitMQ x-expires).
-REPLY_QUEUE_TTL_MS = 10 * 60 * 1000
 
-FRAME_END = b"\xce"
 
 Call = tuple[Sequence[Any], Mapping[str, Any]]
 #: (index, task id, status, value) of one settled call.
@@ -100,269 +100,6 @@ class BatchOutcome(StreamOutcome):
 
     task_ids: list[str] = field(default_factory=list)
     outcomes: list[tuple[str, Any] | None] = field(default_factory=list)
-
-
-def supports_batch_path(app: Any) -> bool:
-    """The batch path needs RabbitMQ (publisher confirms); other brokers use Celery's."""
-    return str(app.conf.broker_url).startswith(("amqp", "pyamqp"))
-
-
-def uses_rpc(app: Any) -> bool:
-    """Results come back by `rpc://`, to a reply queue, not from a durable backend."""
-    return str(app.conf.result_backend).startswith("rpc")
-
-
-def left(deadline: float | None, cap: float = float("inf")) -> float:
-    """Seconds to `deadline` (a time.monotonic() value; None: none), at most `cap`."""
-    return cap if deadline is None else min(cap, deadline - time.monotonic())
-
-
-def confirming_connection(app: Any) -> Any:
-    """A new connection to `app`'s broker whose user takes publisher confirms as they
-    come: py-amqp must not await each one itself. With the app's heartbeat: a node that
-    dies without closing it (a lost host, a cut network) is noticed in two heartbeats, and
-    the caller fails over to another node. (A stream that waits on its iterable for longer
-    sends no heartbeat meanwhile: RabbitMQ then closes the connection, and the stream
-    connects again when it next publishes, sending again what was not confirmed.)"""
-    heartbeat = float(app.conf.broker_heartbeat or 0)
-    base = app.connection_for_write()
-    options = {k: v for k, v in base.transport_options.items() if k != "confirm_publish"}
-    return base.clone(transport_options=options, heartbeat=heartbeat)
-
-
-def connect_within(conn: Any, deadline: float | None) -> None:
-    """Connect `conn`, retrying until `deadline` (at most a minute at a time)."""
-    conn.ensure_connection(max_retries=None, interval_start=0.2, interval_step=0.5,
-                           interval_max=2.0, timeout=max(left(deadline, 60.0), 0.1))
-
-
-def drain_once(conn: Any, deadline: float | None) -> None:
-    """Take what the broker sends within a second (or by `deadline`); a quiet second is
-    not a lost broker. Sends the connection's heartbeat, if it has one, when due."""
-    with contextlib.suppress(TimeoutError):
-        conn.drain_events(timeout=max(left(deadline, 1.0), 0.01))
-    conn.heartbeat_check()
-
-
-class _Prepared(amqp.Message):
-    """A message whose AMQP properties were encoded by `_MessageFactory`."""
-
-    def __init__(self, body: bytes, encoded_properties: bytes) -> None:
-        super().__init__(body)
-        self.encoded_properties = encoded_properties
-
-    def _serialize_properties(self) -> bytes:
-        return self.encoded_properties
-
-
-class _MessageFactory:
-    """Builds the task messages of one stream, encoding what they share only once.
-
-    py-amqp encodes every header of every message in Python, and a Celery task message
-    carries about twenty (plus the contract's): most of a publish. Here the properties
-    and headers that do not change are encoded once, with py-amqp's own encoder, and each
-    message adds only its task id, correlation id and argument reprs.
-    """
-
-    VARIABLE = ("id", "root_id", "argsrepr", "kwargsrepr")
-
-    def __init__(self, headers: Mapping[str, Any], reply_to: str, embed: Any) -> None:
-        constant = {k: v for k, v in headers.items() if k not in self.VARIABLE}
-        self.constant_items = dumps("F", [constant])[4:]  # the table without its length
-        self.reply_to = _shortstr(reply_to)
-        self.embed = embed
-        probe = amqp.Message(b"", content_type="application/json", content_encoding="utf-8",
-                             application_headers={}, delivery_mode=2, priority=0,
-                             correlation_id="x", reply_to=reply_to)
-        # flags, content type and encoding, then an empty table (4 bytes): our prefix.
-        encoded = probe._serialize_properties()
-        self.prefix = encoded[:2 + 1 + len("application/json") + 1 + len("utf-8")]
-        self.after_table = bytes([2, 0])  # delivery_mode 2 (persistent), priority 0
-
-    def message(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Prepared:
-        variable = b"".join((_text_item(b"id", task_id), _text_item(b"root_id", task_id),
-                             _text_item(b"argsrepr", repr(args)[:1024]),
-                             _text_item(b"kwargsrepr", repr(kwargs)[:1024])))
-        table = pack(">I", len(self.constant_items) + len(variable))
-        properties = b"".join((self.prefix, table, self.constant_items, variable,
-                               self.after_table, _shortstr(task_id), self.reply_to))
-        body = json.dumps((args, kwargs, self.embed), separators=(",", ":")).encode()
-        return _Prepared(body, properties)
-
-
-def message_factory(task: Any, reply_to: str | None) -> _MessageFactory:
-    """The messages of `task`, replying to `reply_to`: Celery builds one message, whose
-    headers and embedded options every message reuses."""
-    template, props, (_, _, embed), _ = task.app.amqp.create_task_message(
-        "template", task.name, (), {}, reply_to=reply_to,
-        time_limit=task.time_limit, soft_time_limit=task.soft_time_limit)
-    return _MessageFactory({**template, **contract_headers(type(task).contract)},
-                           props.get("reply_to") or "", embed)
-
-
-def reply_outcome(app: Any, body: Any) -> tuple[str, str, Any] | None:
-    """(task id, status, value) of a final `rpc://` reply; None for anything else (a
-    progress state, a body that is not a result). An error comes back as an exception."""
-    if not isinstance(body, dict):
-        return None
-    task_id, status = body.get("task_id"), body.get("status")
-    if task_id is None or status not in states.READY_STATES:
-        return None
-    value = body.get("result")
-    if status != states.SUCCESS:
-        value = app.backend.exception_to_python(value)
-    return str(task_id), str(status), value
-
-
-def reply_queue(app: Any) -> Queue:
-    """A producer's own reply queue: durable, so that replies outlive a lost connection,
-    of the app's reply queue type (quorum on a cluster: replies outlive a node), and gone
-    on its own once unused for REPLY_QUEUE_TTL_MS."""
-    queue_type = app.conf.get("celery_tasks_reply_queue_type") or "classic"
-    return Queue(f"celery_tasks.reply.{uuid.uuid4()}", Exchange(""), durable=True,
-                 auto_delete=False, queue_arguments={"x-expires": REPLY_QUEUE_TTL_MS,
-                                                     "x-queue-type": queue_type})
-
-
-def _text_item(key: bytes, text: str) -> bytes:
-    """One table entry holding text, encoded as py-amqp does: key, 'S', length, UTF-8."""
-    data = text.encode("utf-8", "surrogatepass")
-    return b"".join((bytes([len(key)]), key, b"S", pack(">I", len(data)), data))
-
-
-def _shortstr(text: str) -> bytes:
-    data = text.encode()
-    if len(data) > 255:
-        raise ValueError(f"an AMQP short string holds 255 bytes at most, got {len(data)}")
-    return bytes([len(data)]) + data
-
-
-class _Confirms:
-    """The messages of one channel that RabbitMQ has not confirmed yet, by delivery tag.
-
-    Delivery tags grow by one per message, so confirms settle from the front of a queue:
-    each message is settled once, whatever the window size, and nothing stays behind.
-    """
-
-    def __init__(self) -> None:
-        self.pending: dict[int, str] = {}  # delivery tag -> task id
-        self.order: deque[int] = deque()  # the pending tags (and some settled), ascending
-        self.next_tag = 1
-
-    def __len__(self) -> int:
-        return len(self.pending)
-
-    def add(self, task_id: str) -> None:
-        """Record the next message, before it is published: its confirm may come at once."""
-        self.pending[self.next_tag] = task_id
-        self.order.append(self.next_tag)
-        self.next_tag += 1
-
-    def settle(self, tag: int, multiple: bool) -> list[str]:
-        """The task ids a confirm (or nack) of `tag` settles."""
-        if not multiple:
-            settled = [self.pending.pop(tag)] if tag in self.pending else []
-        else:
-            settled = []
-            while self.order and self.order[0] <= tag:
-                task_id = self.pending.pop(self.order.popleft(), None)
-                if task_id is not None:
-                    settled.append(task_id)
-        while self.order and self.order[0] not in self.pending:  # keep `order` short
-            self.order.popleft()
-        return settled
-
-
-class _Framer:
-    """Encodes the basic.publish frames of one channel, exchange and routing key, byte for
-    byte as py-amqp's frame writer does, so that many publishes share one socket write.
-
-    py-amqp writes each publish on its own, after a zero-timeout read of the socket (for a
-    `connection.blocked` notice): two system calls per message, most of a publish's time.
-    """
-
-    def __init__(self, channel_id: int, frame_max: int, exchange: str, routing_key: str,
-                 mandatory: bool) -> None:
-        method = pack(">HH", *spec.Basic.Publish) + dumps(
-            "Bssbb", (0, exchange, routing_key, mandatory, False))
-        self.method = pack(">BHI", 1, channel_id, len(method)) + method + FRAME_END
-        self.channel_id = channel_id
-        self.chunk = frame_max - 8  # a frame's payload, as py-amqp splits bodies
-
-    def frames(self, message: _Prepared) -> bytes:
-        body = message.body
-        header = pack(">HHQ", spec.Basic.Publish[0], 0, len(body)) + message.encoded_properties
-        parts = [self.method, pack(">BHI", 2, self.channel_id, len(header)), header, FRAME_END]
-        for start in range(0, len(body), self.chunk):
-            piece = body[start:start + self.chunk]
-            parts += (pack(">BHI", 3, self.channel_id, len(piece)), piece, FRAME_END)
-        return b"".join(parts)
-
-
-class _Publisher:
-    """One channel in confirm mode; tracks which messages RabbitMQ has confirmed.
-
-    Messages are mandatory: one that no queue took (its queue was deleted under the
-    stream) comes back, then is confirmed; it counts as refused, not confirmed, and
-    `unroutable` tells the stream to declare the queue again before it publishes again.
-
-    Publishes are buffered and written together (`flush`): the stream flushes whenever
-    the buffer holds FLUSH_BYTES, before it waits for anything from the broker, and (unless
-    its calls never wait) before it takes the next call.
-    """
-
-    def __init__(self, conn: Any, confirmed: set[str], exchange: str, routing_key: str) -> None:
-        self.channel = conn.channel()
-        self.channel.confirm_select()
-        self.transport = conn.connection.transport
-        self.framer = _Framer(self.channel.channel_id, conn.connection.frame_max, exchange,
-                              routing_key, mandatory=True)
-        self.confirms = _Confirms()
-        self.refused: list[str] = []
-        self.returned: set[str] = set()  # came back unroutable; their confirm is to come
-        self.unroutable = False
-        self.confirmed = confirmed  # the stream's set of unconfirmed calls, emptied here
-        self.buffer: list[bytes] = []
-        self.buffered = 0
-        self.channel.events["basic_ack"].add(self._on_ack)
-        self.channel.events["basic_nack"].add(self._on_nack)
-        self.channel.events["basic_return"].add(self._on_return)
-
-    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        settled = self.confirms.settle(delivery_tag, multiple)
-        if self.returned:  # confirmed, but not queued: to publish again
-            back = [task_id for task_id in settled if task_id in self.returned]
-            self.returned.difference_update(back)
-            self.refused.extend(back)
-            settled = [task_id for task_id in settled if task_id not in back]
-        self.confirmed.difference_update(settled)
-
-    def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
-        settled = self.confirms.settle(delivery_tag, multiple)
-        self.returned.difference_update(settled)
-        self.refused.extend(settled)
-
-    def _on_return(self, exc: Exception, exchange: str, routing_key: str,
-                   message: Any) -> None:
-        task_id = message.properties.get("correlation_id")
-        if task_id is not None:
-            self.returned.add(task_id)
-            self.unroutable = True
-
-    def publish(self, task_id: str, message: _Prepared) -> None:
-        """Buffer one publish; `flush` writes it."""
-        self.confirms.add(task_id)
-        frames = self.framer.frames(message)
-        self.buffer.append(frames)
-        self.buffered += len(frames)
-
-    def flush(self) -> None:
-        """Write what was published since the last flush, in one write."""
-        if not self.buffer:
-            return
-        data = b"".join(self.buffer)
-        self.buffer, self.buffered = [], 0
-        self.transport.write(data)
 
 
 def send_batch(
@@ -432,27 +169,6 @@ def send_stream(
     return _Stream(task, items(), timeout, on_settled,
                    max_in_flight=max_in_flight if wait else None, wait=wait,
                    buffered=buffered).run()
-
-
-class _BoundedClose:
-    """Closes a connection without waiting long for RabbitMQ's answer.
-
-    A broker under a resource alarm stops reading from publishing connections, so the
-    Close handshake could wait forever; after CLOSE_TIMEOUT the socket is simply dropped.
-    """
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def close(self) -> None:
-        transport = getattr(self.conn.connection, "transport", None) if self.conn.connected \
-            else None
-        try:
-            if transport is not None and transport.sock is not None:
-                transport.sock.settimeout(CLOSE_TIMEOUT)
-            self.conn.release()
-        except Exception:  # the broker did not answer: drop the socket
-            self.conn.collect()
 
 
 class _Deadline(Exception):
@@ -558,7 +274,7 @@ class _Stream:
     def _round(self) -> None:
         """Connect, (re)publish what RabbitMQ has not confirmed, go on, collect replies."""
         setup = time.perf_counter()
-        with contextlib.closing(_BoundedClose(confirming_connection(self.app))) as bounded:
+        with contextlib.closing(BoundedClose(confirming_connection(self.app))) as bounded:
             conn = bounded.conn
             connect_within(conn, self.deadline)
             declare_topology(self.app, [self.task.name], conn)  # a producer may come first
@@ -572,7 +288,7 @@ class _Stream:
                          no_ack=False, accept=["json"]).consume()
             route = ((self.queue.exchange.name, self.queue.routing_key) if self.via_exchange
                      else ("", self.queue.name))
-            publisher = _Publisher(conn, self.unconfirmed, *route)
+            publisher = Publisher(conn, self.unconfirmed, *route)
             self.report.connecting += time.perf_counter() - setup
             again = sorted(self.unconfirmed, key=lambda task_id: self.in_flight[task_id][0])
             if not self.rerouting:  # refused by the default exchange: never queued at all
@@ -606,7 +322,7 @@ class _Stream:
                 self._drain(conn)
             self._ack_replies()
 
-    def _wait_if_full(self, conn: Any, publisher: _Publisher) -> None:
+    def _wait_if_full(self, conn: Any, publisher: Publisher) -> None:
         """Wait while the confirm window or the calls in flight are full: until half the
         window is confirmed, and until a call in flight has settled."""
         if len(publisher.confirms) >= WINDOW or publisher.refused or self._in_flight_full():
@@ -616,7 +332,7 @@ class _Stream:
     def _in_flight_full(self) -> bool:
         return self.max_in_flight is not None and len(self.in_flight) >= self.max_in_flight
 
-    def _wait_while(self, conn: Any, publisher: _Publisher, busy: Callable[[], bool]) -> None:
+    def _wait_while(self, conn: Any, publisher: Publisher, busy: Callable[[], bool]) -> None:
         """Take confirms and replies while `busy()`; nacked and returned calls are published
         again."""
         while True:
@@ -649,7 +365,7 @@ class _Stream:
             self.unacked.ack(multiple=True)
             self.unacked, self.acked_at = None, time.monotonic()
 
-    def _publish(self, conn: Any, publisher: _Publisher, task_id: str) -> None:
+    def _publish(self, conn: Any, publisher: Publisher, task_id: str) -> None:
         """One Celery protocol-2 task message, built from a template made by Celery once.
         Each full buffer is written, then what the broker sent meanwhile is taken."""
         _, args, kwargs = self.in_flight[task_id]
@@ -657,7 +373,7 @@ class _Stream:
         if publisher.buffered >= FLUSH_BYTES:
             self._send(conn, publisher)
 
-    def _send(self, conn: Any, publisher: _Publisher) -> None:
+    def _send(self, conn: Any, publisher: Publisher) -> None:
         """Write the buffered publishes, then take the confirms and replies the broker has
         sent already, without waiting."""
         if not publisher.buffer:
