@@ -25,6 +25,9 @@ from harness.services import DEFAULTS, RabbitMQ, Services, running
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")
+#: Where the latest run's table is shown; a run into another BENCH_RESULTS leaves it alone.
+DOCS = ROOT / "docs" / "performance.md"
+DOCS_START, DOCS_END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
 N = int(os.environ.get("BENCH_N", "2000"))
 RTT_SAMPLES = int(os.environ.get("BENCH_RTT", "300"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))  # end-to-end runs per system; the median counts
@@ -138,7 +141,7 @@ def same_message_rate(conn: Any) -> float:
     """py-amqp publishing this project's own task messages (Celery's headers and the
     contract's, built beforehand) to a quorum queue, with batched confirms: what the broker
     takes of these messages, with no work on the client's side."""
-    from celery_tasks.batch import message_factory
+    from celery_tasks.publisher.stream import message_factory
     from celery_tasks.tasks import MagicCeleryTask
     from celery_tasks.utils import create_worker_from
 
@@ -294,7 +297,7 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
     single call. Celery's `delay()` through the contracts is measured apart (ours_delay):
     in this process, after it, the batch path's end to end ran slower in most trials."""
     os.environ.update(env())
-    from celery_tasks.batch import send_stream
+    from celery_tasks.publisher.stream import send_stream
     from celery_tasks.remote import remote
     from celery_tasks.tasks import MagicCeleryTask
     from celery_tasks.utils import create_worker_from
@@ -325,7 +328,7 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
 
 def batch(task: Any, calls: list[tuple[tuple[int, ...], dict[str, Any]]]) -> float:
     """Seconds for the batch path to send `calls` and take every (checked) result back."""
-    from celery_tasks.batch import send_batch
+    from celery_tasks.publisher.stream import send_batch
 
     done = send_batch(task, calls, 300)
     assert [o[1] if o else None for o in done.outcomes] == [3 + i for i in range(N)]
@@ -450,15 +453,18 @@ def measure() -> int:
                                               / raw["publish_confirmed_per_s"])
     mine["ratio_publish_vs_raw_same_message"] = (mine["publish_per_s"]
                                                  / raw["publish_same_message_per_s"])
-    report = {"machine": machine(), "n": N, "runs": RUNS, "rtt_samples": RTT_SAMPLES,
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    report = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "machine": machine(), "n": N, "runs": RUNS, "rtt_samples": RTT_SAMPLES,
               "rows": rows, "targets": targets(rows),
               "scale": [{"workers": r["workers"], "e2e_per_s": r["e2e_per_s"]} for r in scale],
               "memory": memory, "replication": replicated, "seconds": time.time() - started}
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     for path in (RESULTS / f"bench-{stamp}.json", RESULTS / "latest.json"):
         path.write_text(json.dumps(report, indent=2))
     print(table(report))
     plot(report, RESULTS / "latest.png")
+    if "BENCH_RESULTS" not in os.environ:
+        write_docs(report)
     return 0
 
 
@@ -560,6 +566,56 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The latest run as docs/performance.md shows it: one table and the targets."""
+    def f(row: dict[str, Any], key: str, fmt: str = "{:,.0f}") -> str:
+        return fmt.format(row[key]) if key in row else "—"
+
+    machine_ = report["machine"]
+    when = f"Run of {report['when']}" if "when" in report else "An undated run"
+    lines = [f"{when}: {machine_['cpus']} cores, "
+             f"{machine_['memory_gib']} GiB, RabbitMQ {machine_['rabbitmq']}, Python "
+             f"{machine_['python']}; N = {report['n']:,}, median of {report['runs']} runs, "
+             f"{report['rtt_samples']} round trips.", "",
+             "| | publish/s | e2e/s | round trip p50 | p99 | e2e vs bare Celery (same settings) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    replicated = report.get("replication", [])
+    for row in [*report["rows"], *replicated]:
+        lines.append(f"| {row['name']} | {f(row, 'publish_per_s')} | {f(row, 'e2e_per_s')} | "
+                     f"{f(row, 'p50_ms', '{:.2f} ms')} | {f(row, 'p99_ms', '{:.2f} ms')} | "
+                     f"{f(row, 'ratio_e2e_vs_bare_reliable', '{:.2f}x')} |")
+    ours_row = report["rows"][-1]
+    lines += ["",
+              f"- Batch publish: {ours_row['ratio_publish_vs_raw']:.0%} of raw py-amqp, "
+              f"{ours_row['ratio_publish_vs_raw_confirmed']:.0%} of raw with batched confirms, "
+              f"{ours_row['ratio_publish_vs_raw_same_message']:.0%} of raw publishing this "
+              "project's own messages.",
+              f"- Celery's `delay().get()` through a contract: p50 {ours_row['delay_p50_ms']:.2f} "
+              f"ms; `delay()` pipelined: {ours_row['pipelined_e2e_per_s']:,.0f} e2e/s.",
+              "- Worker processes -> e2e/s: " + ", ".join(
+                  f"{s['workers']} -> {s['e2e_per_s']:,.0f}" for s in report["scale"]) + ".",
+              "- `--count N` -> producer peak RSS: " + ", ".join(
+                  f"{m['n']:,} -> {m.get('peak_rss_mib', float('nan')):.0f} MiB"
+                  for m in report["memory"]) + "."]
+    if replicated:
+        three = replicated[-1]
+        lines.append(f"- Three-node cluster vs one node: {three['ratio_e2e_vs_one_node']:.2f}x "
+                     f"end to end, {three['ratio_p50_vs_one_node']:.2f}x single-call p50.")
+    lines += ["", "Targets:", ""] + [f"- {verdict_line(t)}" for t in report["targets"]]
+    return "\n".join(lines)
+
+
+def docs_block(report: dict[str, Any]) -> str:
+    return f"{DOCS_START}\n{markdown(report)}\n{DOCS_END}"
+
+
+def write_docs(report: dict[str, Any]) -> None:
+    """Put the run's table into docs/performance.md, between its markers."""
+    text = DOCS.read_text()
+    start, end = text.index(DOCS_START), text.index(DOCS_END) + len(DOCS_END)
+    DOCS.write_text(text[:start] + docs_block(report) + text[end:])
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -598,5 +654,28 @@ def one(spec: str) -> int:
     return 0
 
 
+def cli(argv: list[str]) -> int:
+    """`python -m bench [--one JSON]`: the whole benchmark, or one of its measurements."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="This project beside raw py-amqp, bare Celery and Dramatiq, in one run "
+        "(a few minutes): prints the table, writes bench/results/latest.json and .png.",
+        epilog="examples:\n  make bench                      # installs the peers, then runs "
+        "this\n  BENCH_N=500 python -m bench     # fewer tasks per measurement\n\n"
+        "environment: BENCH_N (2000), BENCH_RTT (300), BENCH_RUNS (3), BENCH_MEMORY_NS, "
+        "BENCH_RESULTS, and the HARNESS_* services (docs/reference.md)")
+    parser.add_argument("--one", metavar="JSON",
+                        help='one measurement, in this process: ["name", arg, ...]')
+    parser.add_argument("--docs", action="store_true",
+                        help="only rewrite docs/performance.md's table from latest.json")
+    args = parser.parse_args(argv)
+    if args.docs:
+        write_docs(json.loads((RESULTS / "latest.json").read_text()))
+        return 0
+    return one(args.one) if args.one else main()
+
+
 if __name__ == "__main__":
-    sys.exit(one(sys.argv[2]) if sys.argv[1:2] == ["--one"] else main())
+    sys.exit(cli(sys.argv[1:]))

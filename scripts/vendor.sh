@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Split celery_tasks/ out of this repository and pin both submodules to the split commit.
+# Split celery_tasks/ out of this repository and pin both submodules to the split commit,
+# and write the contracts' table into docs/contracts.md, in the same commit.
 #
 # `git subtree split --rejoin` makes a commit whose tree is celery_tasks/ alone and merges
 # that history back into the current branch, so every pinned commit is reachable from main
@@ -35,6 +36,10 @@ for part in producer consumer; do
   git -C "$part/celery_tasks" fetch --quiet "$PWD" HEAD
   git -C "$part/celery_tasks" checkout --quiet --detach "$sha"
 done
+
+# The docs' table of contracts, from the contracts themselves.
+"${PYTHON:-python3}" scripts/docs-contracts.py || die "cannot write docs/contracts.md"
+git add docs/contracts.md
 
 if git diff --cached --quiet; then
   echo "celery_tasks: both pins already at ${sha:0:12}"
