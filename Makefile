@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUBMODULE := git -c protocol.file.allow=always submodule
-REQUIREMENTS := requirements-dev.txt celery_tasks/requirements.txt producer/requirements.txt \
+REQUIREMENTS := requirements-dev.txt celery_tasks/requirements.txt \
+	celery_tasks/requirements-redis.txt celery_tasks/requirements-postgres.txt producer/requirements.txt \
 	consumer/requirements.txt producer/celery_tasks/requirements.txt \
 	consumer/celery_tasks/requirements.txt
 TASK ?= unique_magic_task
@@ -94,14 +95,15 @@ lint: install ## ruff and mypy
 	elif [ -n "$$CI" ]; then echo "error: $(COMPOSE) is not installed" >&2; exit 1; \
 	else echo "docker-compose.yml: not checked ($(COMPOSE) is not installed)"; fi
 
-vendor: ## split celery_tasks/ and pin both submodules to it, in one commit
-	bash scripts/vendor.sh
+vendor: install ## split celery_tasks/, pin both submodules to it, update docs/contracts.md
+	PYTHON=$(PY) bash scripts/vendor.sh
 
 check-vendor: init ## fail while a submodule pin lags celery_tasks/ at HEAD
 	bash scripts/check-vendor.sh
 
-check-contracts: install ## compare the contracts pinned in producer/ and consumer/
+check-contracts: install ## compare the contracts pinned on both sides; docs list them all
 	$(PY) scripts/check-contracts.py
+	$(PY) scripts/docs-contracts.py --check
 
 export: ## write the three standalone repos (bare) to DEST=folder
 	bash scripts/export.sh "$(DEST)"

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from celery_tasks.batch import send_stream
+from celery_tasks.publisher.stream import send_stream
 from celery_tasks.tasks import MagicCeleryTask
 from celery_tasks.utils import create_worker_from
 

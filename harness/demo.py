@@ -11,9 +11,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from celery_tasks.tasks import CONTRACTS
+
 from .processes import Worker, run_producer, stop_all
 
-CONTRACT_NAMES = ("unique_magic_task", "count_primes", "sleep_echo", "divide")
+CONTRACT_NAMES = tuple(CONTRACTS)  # a worker for every contract
 STEPS = (
     ("unique_magic_task", "1", "2", "3"),
     ("count_primes", "10000", "--count", "200"),
@@ -52,6 +54,10 @@ def main() -> int:
                 sys.stderr.write(out.stderr)
                 if out.returncode != 0:
                     print(f"demo: failed with exit code {out.returncode}", file=sys.stderr)
+                    for worker in workers:  # what the workers saw, to find out why
+                        tail = "\n".join(worker.log.splitlines()[-15:])
+                        print(f"demo: worker for {worker.task}, last lines:\n{tail}",
+                              file=sys.stderr)
                     return out.returncode
         finally:
             stop_all(workers)

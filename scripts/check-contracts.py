@@ -3,7 +3,7 @@
 Each side's vendored celery_tasks describes its contracts (`python -m celery_tasks
 --json`, run from that side's folder). Any fingerprint that differs is skew: the output
 says whether the producer's version can still call the consumer's under the
-compatibility rule (celery_tasks/fingerprint.py). Exit 0 when in sync, 1 on any skew.
+compatibility rule (celery_tasks/core/fingerprint.py). Exit 0 when in sync, 1 on any skew.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from celery_tasks.fingerprint import incompatibility  # noqa: E402
+from celery_tasks.core.fingerprint import incompatibility  # noqa: E402
 
 
 def contracts(part: str) -> tuple[str, dict[str, dict]]:

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from celery_tasks.topology import dead_letter_name, task_queue
+from celery_tasks.core.topology import dead_letter_name, task_queue
+from celery_tasks.tasks import CONTRACTS
 from harness.processes import Worker, kill_all
 from harness.services import RabbitMQ, Services, ServiceUnavailable, running
 
-TASK_NAMES = ("unique_magic_task", "count_primes", "sleep_echo", "divide")
+TASK_NAMES = tuple(CONTRACTS)  # every contract of celery_tasks/tasks.py
 TEST_VHOST = "celery_tasks_test"
 
 

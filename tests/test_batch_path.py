@@ -75,8 +75,8 @@ def test_a_broker_that_stops_confirming_is_a_timeout_not_a_lost_broker(
 
 STREAM_SCRIPT = """
 import json, sys
-from celery_tasks.batch import send_stream
-from celery_tasks.errors import BadArguments
+from celery_tasks.publisher.stream import send_stream
+from celery_tasks.core.errors import BadArguments
 from celery_tasks.tasks import DivideTask
 from celery_tasks.utils import create_worker_from
 
@@ -136,7 +136,7 @@ def test_a_bad_call_stops_a_stream_after_the_calls_before_it(
 
 DELETED_SCRIPT = """
 import json, sys
-from celery_tasks.batch import send_stream
+from celery_tasks.publisher.stream import send_stream
 from celery_tasks.tasks import DivideTask
 from celery_tasks.utils import create_worker_from
 
@@ -178,7 +178,7 @@ def test_calls_whose_queue_or_exchange_is_deleted_under_the_stream_are_all_queue
 
 SLOW_SCRIPT = """
 import json, time
-from celery_tasks.batch import send_stream
+from celery_tasks.publisher.stream import send_stream
 from celery_tasks.tasks import DivideTask
 from celery_tasks.utils import create_worker_from
 

@@ -64,6 +64,28 @@ def test_images_run_as_non_root_and_hold_no_secrets(stack: Stack) -> None:
         assert out.decode().split() == ["10001", "no-env"]
 
 
+# Which of celery_tasks' packages an image holds, and which extra drivers it installed.
+CONTENTS = """
+import importlib.util, json
+print(json.dumps({name: importlib.util.find_spec(name) is not None for name in (
+    "celery_tasks.publisher", "celery_tasks.remote", "celery_tasks.worker", "redis",
+    "sqlalchemy", "psycopg")}))
+"""
+
+
+@pytest.mark.parametrize(("image", "holds"), [
+    ("celery-tasks/consumer:latest", {"celery_tasks.worker"}),
+    ("celery-tasks/producer:latest", {"celery_tasks.publisher", "celery_tasks.remote"}),
+])
+def test_each_image_holds_only_its_sides_modules_and_no_extra_driver(
+    stack: Stack, image: str, holds: set[str]
+) -> None:
+    out = stack.client.containers.run(image, entrypoint=["python", "-c", CONTENTS],
+                                      network_mode="none", remove=True)
+    present = {name for name, found in json.loads(out.decode()).items() if found}
+    assert present == holds
+
+
 def test_a_scaled_worker_service_shares_its_queue(stack: Stack) -> None:
     scaled = stack.compose("up", "-d", "--no-recreate", "--scale", "count-primes=2")
     assert scaled.returncode == 0, scaled.stderr

@@ -1,4 +1,4 @@
-"""The single-call path (celery_tasks.caller): one connection per thread, kept open.
+"""The single-call path (celery_tasks.publisher.single): one connection per thread, kept open.
 
 Results and errors as with Celery's path, each call published once, a call that outlives
 its connection published again on a new one, a call with no worker a timeout that names it.
@@ -17,8 +17,8 @@ from tests.conftest import Broker
 
 CALLS = """
 import json, threading
-from celery_tasks import caller
-from celery_tasks.errors import TaskFailed
+from celery_tasks.publisher import single as caller
+from celery_tasks.core.errors import TaskFailed
 from celery_tasks.remote import remote
 from celery_tasks.tasks import DivideTask
 
@@ -32,7 +32,7 @@ by_thread = {}
 
 def work(n):
     by_thread[n] = [divide(n * 100 + i, 2) for i in range(25)]
-    by_thread[n].append(caller._line(divide.task.app).reply.name)
+    by_thread[n].append(caller.line_for(divide.task.app).reply.name)
 
 threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
 for t in threads:
@@ -40,10 +40,10 @@ for t in threads:
 for t in threads:
     t.join()
 out["threads"] = by_thread
-out["main_reply_queue"] = caller._line(divide.task.app).reply.name
+out["main_reply_queue"] = caller.line_for(divide.task.app).reply.name
 # A Remote made anew for each call (a new Celery app each time) shares this thread's line.
 out["fresh"] = [remote(DivideTask.run)(8, 2) for _ in range(3)]
-out["lines_here"] = len(caller._lines.by_broker)
+out["lines_here"] = caller.lines_open()
 print(json.dumps(out))
 """
 
@@ -69,7 +69,7 @@ def test_single_calls_give_results_and_errors_on_a_line_per_thread(
 
 RECONNECT = """
 import sys
-from celery_tasks import caller
+from celery_tasks.publisher import single as caller
 from celery_tasks.remote import remote
 from celery_tasks.tasks import MagicCeleryTask
 
@@ -124,7 +124,7 @@ def test_a_single_call_with_no_worker_is_a_timeout_naming_the_task(
 
 
 UNREACHABLE = """
-from celery_tasks.errors import BrokerUnreachable
+from celery_tasks.core.errors import BrokerUnreachable
 from celery_tasks.remote import remote
 from celery_tasks.tasks import MagicCeleryTask
 
@@ -151,7 +151,7 @@ def test_a_single_call_with_no_broker_is_broker_unreachable_within_its_timeout(
 QUEUE_DELETED = """
 import json
 from kombu import Connection
-from celery_tasks.errors import TaskTimeout
+from celery_tasks.core.errors import TaskTimeout
 from celery_tasks.remote import remote
 from celery_tasks.tasks import MagicCeleryTask
 

@@ -1,7 +1,5 @@
 """Entry point: `python -m consumer TASK_NAME [--concurrency N] [--loglevel LEVEL]`."""
 
-from celery_tasks.cli import run_cli
+from .cli import entry
 
-from .cli import main
-
-run_cli(main)
+entry()

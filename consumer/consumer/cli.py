@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from celery.signals import celeryd_after_setup
 
-from celery_tasks.broker import wait_for_broker
-from celery_tasks.cli import OneLineParser, exit_codes_epilog, positive_int
-from celery_tasks.contract import check_implementation, describe
-from celery_tasks.errors import (
+from celery_tasks.core.broker import load_result_backend, wait_for_broker
+from celery_tasks.core.cli import OneLineParser, exit_codes_epilog, positive_int, run_cli
+from celery_tasks.core.contract import check_implementation, describe
+from celery_tasks.core.errors import (
     EXIT_BROKER_UNREACHABLE,
     EXIT_CONFIG,
     EXIT_IMPLEMENTATION,
@@ -24,7 +24,7 @@ from celery_tasks.errors import (
     EXIT_USAGE,
     UnknownTask,
 )
-from celery_tasks.settings import Settings
+from celery_tasks.core.settings import Settings
 
 from .implementations import IMPLEMENTATIONS, WorkerDefaults
 
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from celery_tasks.utils import create_worker_from  # imports the Celery settings
 
     app, _ = create_worker_from(impl)
+    load_result_backend(app)  # a driver not installed: one line naming its extra (exit 7)
     wait_for_broker(app, SETTINGS)
     defaults = defaults_of(impl)
     pool = args.pool or defaults.pool
@@ -162,3 +163,8 @@ def _health(task: str | None, settings: Settings) -> int:
     print(f"error: no worker{' for ' + task if task else ''} on {suffix[1:]} answered a ping",
           file=sys.stderr)
     return EXIT_UNHEALTHY
+
+
+def entry() -> None:
+    """The `consumer` command (and `python -m consumer`): errors as one line and an exit code."""
+    run_cli(main)

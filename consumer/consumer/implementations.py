@@ -1,12 +1,17 @@
-"""One implementation per contract. Each keeps its contract's `run` signature exactly."""
+"""One implementation per contract. Each keeps its contract's `run` signature exactly.
+
+A new implementation is one class here: a subclass of its contract (and of
+`WorkerDefaults`, to choose its pool) whose `run` does the work. `IMPLEMENTATIONS` and
+`python -m consumer` find it by itself.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from celery_tasks.contract import Contract
+from celery_tasks.core.contract import Contract, implementations_in
 from celery_tasks.tasks import CountPrimesTask, DivideTask, MagicCeleryTask, SleepEchoTask
 
 
@@ -70,7 +75,13 @@ class DivideWorker(WorkerDefaults, DivideTask):
         return a / b
 
 
-#: Every implementation, by task name.
-IMPLEMENTATIONS: dict[str, type[Contract]] = {
-    cls.name: cls for cls in (MagicWorker, CountPrimesWorker, SleepEchoWorker, DivideWorker)
-}
+#: Every implementation of this module, by task name (see __getattr__).
+IMPLEMENTATIONS: dict[str, type[Contract]]
+
+
+def __getattr__(name: str) -> Any:
+    """`IMPLEMENTATIONS`, computed when asked for: every class here that implements a
+    contract, wherever it is defined in this module."""
+    if name == "IMPLEMENTATIONS":
+        return implementations_in(globals(), __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from celery_tasks.contract import check_implementation
+from celery_tasks.core.contract import check_implementation
 from celery_tasks.tasks import CONTRACTS
 from consumer.implementations import (
     IMPLEMENTATIONS,

@@ -10,10 +10,10 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from celery_tasks.broker import check_result_backend, wait_for_broker
-from celery_tasks.cli import OneLineParser, exit_codes_epilog, positive_int
-from celery_tasks.contract import Contract, check_call, describe, payload_limit
-from celery_tasks.errors import (
+from celery_tasks.core.broker import check_result_backend, load_result_backend, wait_for_broker
+from celery_tasks.core.cli import OneLineParser, exit_codes_epilog, positive_int, run_cli
+from celery_tasks.core.contract import Contract, check_call, describe, payload_limit
+from celery_tasks.core.errors import (
     EXIT_BAD_ARGUMENTS,
     EXIT_BROKER_UNREACHABLE,
     EXIT_CONFIG,
@@ -31,9 +31,9 @@ from celery_tasks.errors import (
     TaskTimeout,
     UnknownTask,
 )
-from celery_tasks.settings import Settings
+from celery_tasks.core.settings import Settings
+from celery_tasks.core.topology import declare_topology
 from celery_tasks.tasks import CONTRACTS
-from celery_tasks.topology import declare_topology
 
 from .client import CountReport, Outcome, publish_count, send, send_count
 from .progress import ProgressBar
@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _, task = create_worker_from(contract)
     call = check_call(contract, args.args, {}, from_text=True, limit=payload_limit(task.app))
+    load_result_backend(task.app)  # a driver not installed: one line naming its extra
     wait_for_broker(task.app, SETTINGS)
     check_result_backend(task.app)
     declare_topology(task.app)
@@ -233,3 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.count > 1:
         return _batch(task, call, args)
     return _report(task.name, send(task, *call, timeout=args.timeout), args.json)
+
+
+def entry() -> None:
+    """The `producer` command (and `python -m producer`): errors as one line and an exit code."""
+    run_cli(main)

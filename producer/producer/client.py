@@ -12,15 +12,11 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
-from celery_tasks.batch import (
-    collect_results,
-    send_batch,
-    send_stream,
-    supports_batch_path,
-)
-from celery_tasks.caller import call, supports_single_call_path
-from celery_tasks.contract import check_call, payload_limit
-from celery_tasks.errors import REMOTE_ERRORS, BrokerUnreachable, TaskFailed, TaskTimeout
+from celery_tasks.core.contract import check_call, payload_limit
+from celery_tasks.core.errors import REMOTE_ERRORS, BrokerUnreachable, TaskFailed, TaskTimeout
+from celery_tasks.publisher.connection import supports_batch_path
+from celery_tasks.publisher.single import call, supports_single_call_path
+from celery_tasks.publisher.stream import collect_results, send_batch, send_stream
 
 Call = tuple[Sequence[Any], Mapping[str, Any]]
 
@@ -206,7 +202,7 @@ def send(
 ) -> Outcome:
     """Send one call and wait up to `timeout` seconds (None: forever) for its outcome.
 
-    On RabbitMQ with `rpc://` this is the single-call path (celery_tasks.caller);
+    On RabbitMQ with `rpc://` this is the single-call path (celery_tasks.publisher.single);
     elsewhere (the embedded broker, a durable result backend) Celery's own.
     """
     if supports_single_call_path(task.app):
@@ -236,7 +232,7 @@ def send_many(
     """Publish every call, then collect outcomes as they arrive.
 
     Every call is checked against the contract before the first is published, so a bad
-    call sends nothing. On RabbitMQ this is the batch path (celery_tasks.batch: batched
+    call sends nothing. On RabbitMQ this is the batch path (celery_tasks.publisher.stream: batched
     publisher confirms, one reply queue); elsewhere (the embedded broker) Celery's own.
     At the deadline, outcomes still missing stay `None` in the report (`pending_ids`):
     those tasks are queued and may still run.

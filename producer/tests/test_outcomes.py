@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from celery_tasks.errors import (
+from celery_tasks.core.errors import (
     EXIT_CONTRACT_MISMATCH,
     EXIT_CONTRACT_VIOLATION,
     EXIT_TASK_FAILED,

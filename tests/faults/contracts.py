@@ -12,7 +12,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from celery_tasks.contract import Contract, not_implemented
+from celery_tasks.core.contract import Contract, not_implemented
 
 
 def count_attempt(key: str) -> int:

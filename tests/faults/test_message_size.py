@@ -16,8 +16,8 @@ MiB = 2**20
 
 OVER_THE_LIMIT = """
 import json
-from celery_tasks.batch import send_batch, send_stream
-from celery_tasks.errors import BadArguments
+from celery_tasks.publisher.stream import send_batch, send_stream
+from celery_tasks.core.errors import BadArguments
 from celery_tasks.remote import remote
 from celery_tasks.tasks import SleepEchoTask
 from celery_tasks.utils import create_worker_from
@@ -102,8 +102,8 @@ def broker_limit(broker: Broker) -> int:
 
 OVER_THE_BROKERS_LIMIT = """
 import json, sys
-from celery_tasks.batch import send_batch
-from celery_tasks.errors import ConfigError
+from celery_tasks.publisher.stream import send_batch
+from celery_tasks.core.errors import ConfigError
 from celery_tasks.remote import remote
 from celery_tasks.tasks import SleepEchoTask
 from celery_tasks.utils import create_worker_from

@@ -40,7 +40,7 @@ IMPLEMENTATION = ("    def run(self, arg1: int, arg2: int, arg3: int) -> int:\n"
 # The v2 producer passes arg4 = 1, so a v1 worker that ran it anyway would answer 3 + i.
 STREAM = """
 import json, os, sys, time
-from celery_tasks.errors import CeleryTasksError
+from celery_tasks.core.errors import CeleryTasksError
 from celery_tasks.remote import remote
 from celery_tasks.tasks import MagicCeleryTask
 
@@ -80,6 +80,7 @@ def v2_images(cluster: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     git("submodule", "update", "--init", "--quiet", cwd=clone)
     git("config", "user.email", "test@example.invalid", cwd=clone)
     git("config", "user.name", "rolling upgrade test", cwd=clone)
+    (clone / ".venv").symlink_to(ROOT / ".venv")  # make vendor runs our tools
     edit(clone / "celery_tasks" / "tasks.py", *CONTRACT)
     git("commit", "--quiet", "-am", "unique_magic_task: an optional arg4", cwd=clone)
     vendor = subprocess.run(["make", "--no-print-directory", "vendor"], cwd=clone,
