@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from .processes import ROOT, clean_env
@@ -39,8 +40,9 @@ def free_port() -> int:
 class Stack:
     """One compose project: `make up` (CLUSTER=1 for the cluster), its containers, faults."""
 
-    def __init__(self, client: Any, cluster: bool = False) -> None:
-        self.client, self.cluster = client, cluster
+    def __init__(self, client: Any, cluster: bool = False, root: Path = ROOT) -> None:
+        """`root`: the checkout whose compose files and images the stack runs."""
+        self.client, self.cluster, self.root = client, cluster, root
         self.project = f"ctest{uuid.uuid4().hex[:8]}"
         self.files = ["-f", "docker-compose.cluster.yml"] if cluster else []
         self.env = clean_env({
@@ -57,7 +59,7 @@ class Stack:
 
     def make(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         flags = ["CLUSTER=1"] if self.cluster else []
-        return subprocess.run(["make", "--no-print-directory", *args, *flags], cwd=ROOT,
+        return subprocess.run(["make", "--no-print-directory", *args, *flags], cwd=self.root,
                               env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def up(self) -> None:
@@ -69,13 +71,13 @@ class Stack:
         self.make("down", "VOLUMES=1", timeout=300)
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["docker-compose", *self.files, *args], cwd=ROOT, env=self.env,
+        return subprocess.run(["docker-compose", *self.files, *args], cwd=self.root, env=self.env,
                               capture_output=True, text=True, timeout=timeout)
 
     def producer(self, *args: str) -> subprocess.Popen[str]:
         """`python -m producer ARGS` in a one-off producer container, in the background."""
         return subprocess.Popen(["docker-compose", *self.files, "run", "--rm", "-T", "producer",
-                                 *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                 *args], cwd=self.root, env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
     def python(self, source: str, role: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -88,7 +90,7 @@ class Stack:
 
     def wait(self, timeout: float = 300) -> None:
         """Until every container of the stack is healthy (scripts/compose-wait.sh)."""
-        out = subprocess.run(["bash", "scripts/compose-wait.sh"], cwd=ROOT,
+        out = subprocess.run(["bash", "scripts/compose-wait.sh"], cwd=self.root,
                              env={**self.env, "COMPOSE": " ".join(["docker-compose",
                                                                    *self.files]),
                                   "WAIT_TIMEOUT": str(int(timeout))},

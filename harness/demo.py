@@ -7,6 +7,7 @@ tasks (prints the summary), then stops every worker it started.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -66,4 +67,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__).parse_args()
     sys.exit(main())

@@ -8,6 +8,7 @@ compatibility rule (celery_tasks/core/fingerprint.py). Exit 0 when in sync, 1 on
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -51,4 +52,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__).parse_args()
     sys.exit(main())

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fail while a submodule pin's tree differs from celery_tasks/ at HEAD (run `make vendor`).
+# `make check-vendor` runs it; `make test` too. Exit 0 when both pins match, 1 otherwise.
 set -euo pipefail
+case ${1:-} in -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 cd "$(git rev-parse --show-toplevel)"
 
 source_tree=$(git rev-parse HEAD:celery_tasks)

@@ -2,6 +2,7 @@
 # Wait until every running service of the compose project is healthy (or has no health check).
 # Fails, with the unhealthy services' last log lines, after WAIT_TIMEOUT seconds (default 240).
 set -euo pipefail
+case ${1:-} in -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 COMPOSE=${COMPOSE:-docker-compose}
 deadline=$(( $(date +%s) + ${WAIT_TIMEOUT:-240} ))
 while :; do

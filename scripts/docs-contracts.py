@@ -3,6 +3,7 @@ between its marker lines; `--check` only says whether it is up to date (exit 1 i
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ END = "<!-- contracts: end -->"
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 if out of date")
+    check = parser.parse_args(argv).check
     table = subprocess.run([sys.executable, "-m", "celery_tasks", "--markdown"], cwd=ROOT,
                            capture_output=True, text=True, timeout=60, check=True).stdout
     text = DOC.read_text()
@@ -22,7 +26,7 @@ def main(argv: list[str]) -> int:
         return 1
     head, rest = text.split(START, 1)
     new = f"{head}{START}\n{table.strip()}\n{END}{rest.split(END, 1)[1]}"
-    if argv == ["--check"]:
+    if check:
         if new != text:
             print(f"error: the contracts' table in {DOC.relative_to(ROOT)} is out of date: "
                   "run 'make vendor' (or python scripts/docs-contracts.py)", file=sys.stderr)

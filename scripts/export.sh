@@ -5,6 +5,7 @@
 # producer and consumer keep celery_tasks as a submodule with URL ../celery_tasks.git
 # (their own .gitmodules), pinned to commits that celery_tasks.git holds.
 set -euo pipefail
+case ${1:-} in -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 die() { echo "error: $*" >&2; exit 1; }
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then die "usage: make export DEST=folder"; fi

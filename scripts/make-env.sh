@@ -3,6 +3,7 @@
 # added, each password and the Erlang cookie a fresh random value. Values already in .env
 # are kept, so an older .env gains the keys of newer versions.
 set -euo pipefail
+case ${1:-} in -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 cd "$(git rev-parse --show-toplevel)"
 random() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 [ -e .env ] || { : > .env; chmod 600 .env; echo "created .env"; }

@@ -6,6 +6,7 @@
 # that history back into the current branch, so every pinned commit is reachable from main
 # and a fresh clone can check the submodules out. Both gitlinks are then bumped in one commit.
 set -euo pipefail
+case ${1:-} in -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 cd "$(git rev-parse --show-toplevel)"
 
 die() { echo "error: $*" >&2; exit 1; }

@@ -155,3 +155,25 @@ def test_performance_page_shows_the_latest_run() -> None:
 
     report = json.loads((RESULTS / "latest.json").read_text())
     assert docs_block(report) in (ROOT / "docs" / "performance.md").read_text()
+
+
+SCRIPTS = [["bash", str(path)] for path in sorted((ROOT / "scripts").glob("*.sh"))] + [
+    [sys.executable, str(path)] for path in sorted((ROOT / "scripts").glob("*.py"))] + [
+    ["bash", str(ROOT / "docker" / "engine.sh")],
+    ["bash", str(ROOT / "docker" / "build-stand-ins.sh")],
+    [sys.executable, "-m", "harness.demo"]]
+
+
+@pytest.mark.parametrize("command", SCRIPTS, ids=lambda command: command[-1].split("/")[-1])
+def test_every_script_answers_help_and_does_nothing_else(command: list[str]) -> None:
+    def state() -> tuple[str, bool]:
+        status = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout
+        return status, (ROOT / ".env").exists()
+
+    before = state()
+    result = subprocess.run([*command, "--help"], cwd=ROOT, env={**os.environ, **NO_BROKER},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) >= 2 and "Traceback" not in result.stderr
+    assert state() == before

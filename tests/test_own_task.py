@@ -10,9 +10,11 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from harness.compose import Stack
 from harness.processes import ROOT, clean_env
 from tests.conftest import Broker
 
@@ -68,10 +70,26 @@ def added(clone: Path) -> Path:
     return clone
 
 
-def test_the_new_task_runs_on_a_real_worker(
+def test_make_up_runs_the_new_task_and_make_produce_prints_its_result(
+    added: Path, docker_client: Any
+) -> None:
+    """Step 5 as README writes it: `make up`, then `make produce ARGS="reverse_text hello"`."""
+    stack = Stack(docker_client, root=added)
+    try:
+        stack.up()
+        healthy = stack.compose("ps", "reverse-text")
+        assert "healthy" in healthy.stdout, healthy.stdout + healthy.stderr
+        out = stack.make("produce", "ARGS=reverse_text hello", timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert out.stdout.strip().splitlines()[-1] == "olleh"
+    finally:
+        stack.close()
+
+
+def test_the_new_task_runs_on_a_local_worker(
     added: Path, broker: Broker, broker_env: dict[str, str]
 ) -> None:
-    """Step 5, on local processes: `make worker` for its queue, then the producer."""
+    """Without containers: `make worker` for its queue, then `make produce-local`."""
     broker.delete_task_queues(("reverse_text",))
     worker = subprocess.Popen(["make", "--no-print-directory", "worker", "TASK=reverse_text"],
                               cwd=added, env=clean_env(broker_env), stdout=subprocess.PIPE,
