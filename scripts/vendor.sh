@@ -39,7 +39,10 @@ for part in producer consumer; do
 done
 
 # The docs' table of contracts, from the contracts themselves.
-"${PYTHON:-python3}" scripts/docs-contracts.py || die "cannot write docs/contracts.md"
+# PYTHON: one that has celery_tasks' requirements (make vendor passes the venv's).
+python=${PYTHON:-python3}
+[ -n "${PYTHON:-}" ] || [ ! -x .venv/bin/python ] || python=.venv/bin/python
+"$python" scripts/docs-contracts.py || die "cannot write docs/contracts.md with $python"
 git add docs/contracts.md
 
 if git diff --cached --quiet; then

@@ -40,7 +40,8 @@ def skewed_clone(tmp: Path, contract: str, impl: str, stale: str) -> tuple[Path,
         impls.write_text(impls.read_text().replace(IMPL, impl))
     git("commit", "--quiet", "-am", "change the divide contract", cwd=clone)
     out = subprocess.run(["bash", "scripts/vendor.sh"], cwd=clone, capture_output=True,
-                         text=True, timeout=120, env=clean_env(GIT_ENV))
+                         text=True, timeout=120,
+                         env=clean_env({**GIT_ENV, "PYTHON": sys.executable}))
     assert out.returncode == 0, out.stderr
     new = git("rev-parse", "HEAD:consumer/celery_tasks", cwd=clone).strip()
     git("checkout", "--quiet", "--detach", old, cwd=clone / stale / "celery_tasks")
