@@ -64,7 +64,7 @@ test-parts: install ## each repo's own tests, from its own folder
 	cd consumer && $(PY) -m pytest -q
 
 test-harness: install ## producer and consumer together against the real RabbitMQ
-	$(PY) -m pytest -q tests --ignore=tests/faults
+	$(PY) -m pytest -q --durations=12 tests --ignore=tests/faults
 	@$(MAKE) --no-print-directory faults
 
 # The smaller set `make test-compat` runs against the host's RabbitMQ (CI: Debian 12's 3.10).
@@ -80,7 +80,7 @@ bench: install ## throughput and latency beside raw py-amqp, bare Celery and Dra
 	$(PY) -m bench
 
 faults: install ## the fault tests alone, with their table of tasks sent, completed, lost
-	$(PY) -m pytest -q tests/faults
+	$(PY) -m pytest -q --durations=12 tests/faults
 
 lint: install ## ruff and mypy
 	$(PY) -m ruff check .
