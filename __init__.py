@@ -11,3 +11,5 @@ Importing it reads no settings; `celery_tasks.rabbitmq_config` and
 """
 
 __version__ = "1.1.0"
+
+__all__ = ["__version__"]

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from .core.cli import OneLineParser, exit_codes_epilog
+from .core.cli import OneLineParser, exit_codes_epilog, run_cli
 from .core.contract import describe
 from .core.errors import EXIT_OK, EXIT_USAGE
 from .core.fingerprint import describe_contract, fingerprint
@@ -60,4 +60,4 @@ def main(argv: list[str]) -> int:
     return EXIT_OK
 
 
-sys.exit(main(sys.argv[1:]))
+run_cli(lambda: main(sys.argv[1:]))

@@ -2,7 +2,8 @@
 
 Delivery is at-least-once: publisher confirms, persistent messages on durable queues,
 acknowledgement after the task ran (a worker that dies mid-task leaves its message to be
-redelivered), and a prefetch of one so a busy worker holds no queued work hostage.
+redelivered), and a prefetch of one per pool slot by default (`python -m consumer` sets each
+implementation's own: slow tasks one, tiny ones more) so a busy worker holds little hostage.
 JSON is the only content accepted: a pickle message is refused, never executed.
 """
 
@@ -37,7 +38,7 @@ task_reject_on_worker_lost = True
 task_retry_on_worker_lost = True
 task_acks_on_failure = False
 task_acks_on_timeout = False
-worker_prefetch_multiplier = 1
+worker_prefetch_multiplier = 1  # the consumer passes each implementation's own
 # Undecodable, refused (pickle), unknown or invalid messages go to the dead-letter queue.
 worker_consumer = "celery_tasks.worker.consumer:ContractConsumer"
 # Quorum queues (see topology.py); the worker then uses per-consumer prefetch, which

@@ -1,6 +1,6 @@
 """Broker connection settings, under the article's names.
 
-Values come from the environment, then `.env` (see `settings.py`); a malformed value
+Values come from the environment, then `.env` (see `core/settings.py`); a malformed value
 raises `ConfigError` naming the variable when this module is imported.
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -51,11 +52,15 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
     """Run `main` and exit with its code; a user-facing error becomes one line on stderr."""
     try:
         code = main()
+        sys.stdout.flush()  # here, so that a closed pipe is caught below
     except CeleryTasksError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:  # whoever read our output left (`| head`): stop as Ctrl-C does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = EXIT_INTERRUPTED
     # Collect pending results while their backend is still alive: left to interpreter
     # shutdown, their finalizers print tracebacks (Redis backend: unsubscribe on a closed

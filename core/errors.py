@@ -19,7 +19,7 @@ EXIT_UNHEALTHY = 9  # --health: no worker on this host answered a ping
 EXIT_TOPOLOGY = 10  # a queue or exchange exists with other arguments than ours
 EXIT_CONTRACT_MISMATCH = 11  # producer and worker hold incompatible versions of the contract
 EXIT_CONTRACT_VIOLATION = 12  # the worker found arguments or a result that break the contract
-EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT)
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT), or its output was closed
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
@@ -36,7 +36,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_TOPOLOGY: "a queue exists on the broker with different arguments (406)",
     EXIT_CONTRACT_MISMATCH: "producer and worker hold incompatible contract versions",
     EXIT_CONTRACT_VIOLATION: "the worker refused the arguments or the result broke the contract",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C), or the output closed",
 }
 
 

@@ -128,7 +128,10 @@ RESULT_BACKEND_SCHEMES = frozenset(BACKEND_ALIASES)
 def _read_env_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
-    values = {key: value or "" for key, value in dotenv_values(path).items()}
+    try:
+        values = {key: value or "" for key, value in dotenv_values(path).items()}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
     known = DEFAULTS.keys() | ALIASES.keys() | FOREIGN_KEYS | {ENV_FILE_VARIABLE}
     for key in values:
         if key not in known:

@@ -58,6 +58,15 @@ def test_unknown_key_in_dotenv_is_an_error(tmp_path: Path, monkeypatch: pytest.M
         load_settings({})
 
 
+def test_a_dotenv_that_is_not_utf8_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_bytes(b"RABBITMQ_HOST=h\xf6st\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"cannot read .*\.env"):
+        load_settings({})
+
+
 def test_password_with_url_special_characters_survives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
