@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .processes import ROOT
-from .services import ServiceUnavailable, _docker
+from .services import ServiceUnavailable, docker_client
 
 IMAGE = "rabbitmq:4.3-management"
 CONFIG = ROOT / "docker" / "rabbitmq"
@@ -45,7 +45,7 @@ def rabbitmq_nodes(size: int, image: str = IMAGE, timeout: float = 180) -> Itera
     docker/rabbitmq/cluster.conf names them) on a network of their own; removed with it."""
     import docker
 
-    client = _docker()
+    client = docker_client()
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:

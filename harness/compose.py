@@ -18,12 +18,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from celery_tasks.tasks import CONTRACTS
+
 from .processes import ROOT, clean_env
 
 #: Passwords with URL-special characters: they must survive every hop intact.
 PASSWORDS = {"ADMIN": "adm1n-p@ss:w/rd%x", "PRODUCER": "pr0d-p@ss:w/rd%y",
              "WORKER": "w0rk-p@ss:w/rd%z"}
-WORKERS = ("unique-magic-task", "count-primes", "sleep-echo", "divide")
+#: The worker services: one per contract, named after its queue.
+WORKERS = tuple(name.replace("_", "-") for name in CONTRACTS)
 NODES = ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3")
 #: The quorum queues the cluster faults put traffic through.
 TASK_QUEUES = ("count_primes", "unique_magic_task")

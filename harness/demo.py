@@ -8,19 +8,25 @@ tasks (prints the summary), then stops every worker it started.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from celery_tasks.tasks import CONTRACTS
+from .processes import CONSUMER_DIR, Worker, run_producer, stop_all
 
-from .processes import Worker, run_producer, stop_all
-
-CONTRACT_NAMES = tuple(CONTRACTS)  # a worker for every contract
 STEPS = (
     ("unique_magic_task", "1", "2", "3"),
     ("count_primes", "10000", "--count", "200"),
 )
+
+
+def implemented() -> list[str]:
+    """The tasks the consumer implements (`python -m consumer --list`): a worker for each.
+    A contract not implemented yet (README's "Add your own task", before step 3) has none."""
+    out = subprocess.run([sys.executable, "-m", "consumer", "--list"], cwd=CONSUMER_DIR,
+                         capture_output=True, text=True, timeout=60, check=True)
+    return [line.split("(", 1)[0] for line in out.stdout.splitlines()]
 
 
 def embedded_env(folder: Path) -> dict[str, str]:
@@ -39,7 +45,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="celery-tasks-demo-") as tmp:
         folder = Path(tmp)
         env = embedded_env(folder)
-        workers = [Worker(name, env, folder, concurrency=1) for name in CONTRACT_NAMES]
+        workers = [Worker(name, env, folder, concurrency=1) for name in implemented()]
         try:
             # One at a time: kombu's filesystem transport rewrites a shared exchange's
             # binding table (the workers' control mailbox) in place, so two workers

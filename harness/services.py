@@ -211,7 +211,8 @@ def _ready(kind: str, container: Any) -> bool:
     return bool(code == 0)
 
 
-def _docker() -> Any:
+def docker_client() -> Any:
+    """The Docker engine (DOCKER_HOST, or the default socket), or ServiceUnavailable."""
     import docker  # the Docker SDK for Python
 
     try:
@@ -230,7 +231,7 @@ def _start(image: str, port: int, started: list[Any],
     """Run `image` with `port` published on a free port of 127.0.0.1."""
     import docker
 
-    client = _docker()
+    client = docker_client()
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:

@@ -64,12 +64,20 @@ def test_images_run_as_non_root_and_hold_no_secrets(stack: Stack) -> None:
         assert out.decode().split() == ["10001", "no-env"]
 
 
-# Which of celery_tasks' packages an image holds, and which extra drivers it installed.
+# Which of celery_tasks' packages an image holds, importable or as files anywhere under its
+# working directory (a stray build/ copy counts), and which extra drivers it installed.
 CONTENTS = """
-import importlib.util, json
-print(json.dumps({name: importlib.util.find_spec(name) is not None for name in (
+import importlib.util, json, os
+found = {name: importlib.util.find_spec(name) is not None for name in (
     "celery_tasks.publisher", "celery_tasks.remote", "celery_tasks.worker", "redis",
-    "sqlalchemy", "psycopg")}))
+    "sqlalchemy", "psycopg")}
+for folder, dirs, files in os.walk("."):
+    for part in {*dirs, *files}:
+        name = {"publisher": "celery_tasks.publisher", "worker": "celery_tasks.worker",
+                "remote.py": "celery_tasks.remote"}.get(part)
+        if name:
+            found[name] = True
+print(json.dumps(found))
 """
 
 

@@ -120,6 +120,7 @@ def test_the_new_task_shows_everywhere_with_no_other_edit(added: Path) -> None:
                   cwd=added / "consumer", env={"CELERY_TASKS_ENV_FILE": ""})
     assert "implementation=ReverseWorker" in consumer.stdout
     sh("make", "--no-print-directory", "check-contracts", cwd=added)
+    sh("make", "--no-print-directory", "test-parts", cwd=added)  # no test lists the tasks
     assert "`reverse_text` | `(text: str) -> str` | Return `text` backwards." in (
         added / "docs" / "contracts.md").read_text()
     services = sh("docker-compose", "config", "--services", cwd=added, env={

@@ -42,7 +42,7 @@ def run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProces
 def test_the_installed_commands_work_from_any_folder(installed: Path, tmp_path: Path) -> None:
     producer = run([str(installed / "producer"), "--list"], cwd=tmp_path)
     assert producer.returncode == 0, producer.stderr
-    assert [line.split("(")[0] for line in producer.stdout.splitlines()] == [
+    assert [line.split("(")[0] for line in producer.stdout.splitlines()][:4] == [
         "unique_magic_task", "count_primes", "sleep_echo", "divide"]
     consumer = run([str(installed / "consumer"), "--list"], cwd=tmp_path)
     assert consumer.returncode == 0, consumer.stderr

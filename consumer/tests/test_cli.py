@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from consumer.implementations import IMPLEMENTATIONS
+
 CONSUMER = Path(__file__).resolve().parents[1]
 
 
@@ -41,8 +43,8 @@ def test_unknown_task_is_exit_4_listing_the_known_ones() -> None:
     out = run("no_such_task")
     assert out.returncode == 4
     assert out.stderr.strip().splitlines() == [
-        "error: unknown task 'no_such_task': this consumer implements unique_magic_task, "
-        "count_primes, sleep_echo, divide"
+        "error: unknown task 'no_such_task': this consumer implements "
+        + ", ".join(IMPLEMENTATIONS)
     ]
 
 

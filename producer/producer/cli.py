@@ -35,7 +35,7 @@ from celery_tasks.core.settings import Settings
 from celery_tasks.core.topology import declare_topology
 from celery_tasks.tasks import CONTRACTS
 
-from .client import CountReport, Outcome, publish_count, send, send_count
+from .client import CountReport, Outcome, publish_count, send, send_count, wait_for
 from .progress import ProgressBar
 
 DEFAULT_TIMEOUT = 60.0
@@ -181,7 +181,7 @@ def _fetch(contract: type[Contract], args: ProducerArgs, settings: Settings) -> 
     check_result_backend(task.app)
     result = task.AsyncResult(args.result_id)
     try:
-        value = result.get(timeout=args.timeout, propagate=False, interval=0.1)
+        value = wait_for(result, args.timeout, 0.1)
     except CeleryTimeoutError:
         raise TaskTimeout(
             f"no result for {task.name}[{args.result_id}] within {args.timeout:g} s"

@@ -197,6 +197,21 @@ def _broker_lost(exc: Exception) -> BrokerUnreachable:
     return BrokerUnreachable(f"lost the connection to the broker: {exc}")
 
 
+def wait_for(result: AsyncResult, timeout: float | None, interval: float) -> Any:
+    """`result.get` without raising the task's error; a broker or result backend lost while
+    waiting is BrokerUnreachable (exit 5), not a traceback. Celery's TimeoutError passes."""
+    try:
+        return result.get(timeout=timeout, propagate=False, interval=interval)
+    except CeleryTimeoutError:
+        raise
+    except OperationalError as exc:
+        raise _broker_lost(exc) from None
+    except Exception as exc:  # the backend's own client failed (redis, SQLAlchemy)
+        raise BrokerUnreachable(
+            f"lost the result backend while waiting for {result.id}: "
+            f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+
 def send(
     task: Any, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: float | None
 ) -> Outcome:
@@ -212,7 +227,7 @@ def send(
             raise _broker_lost(exc) from None
     try:
         result: AsyncResult = task.apply_async(args, kwargs)
-        value = result.get(timeout=timeout, propagate=False, interval=0.05)
+        value = wait_for(result, timeout, 0.05)
         return Outcome.from_state(result.id, result.state, value)
     except CeleryTimeoutError:
         raise TaskTimeout(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from celery_tasks.tasks import CONTRACTS
+
 PRODUCER = Path(__file__).resolve().parents[1]
 NO_BROKER = {"RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": "9", "BROKER_CONNECT_TIMEOUT": "1"}
 
@@ -37,13 +39,12 @@ def test_list_shows_every_contract_with_signature_and_queue() -> None:
     assert out.returncode == 0
     assert "unique_magic_task(arg1: int, arg2: int, arg3: int) -> int  queue=unique_magic_task" in (
         out.stdout.splitlines())
-    assert len(out.stdout.splitlines()) == 4
+    assert len(out.stdout.splitlines()) == len(CONTRACTS)
 
 
 def test_list_as_json() -> None:
     listed = json.loads(run("--list", "--json").stdout)
-    assert [c["name"] for c in listed] == ["unique_magic_task", "count_primes", "sleep_echo",
-                                           "divide"]
+    assert [c["name"] for c in listed] == list(CONTRACTS)
     assert listed[3]["signature"] == "divide(a: float, b: float) -> float"
 
 
@@ -89,3 +90,19 @@ def test_help_documents_every_exit_code() -> None:
     assert out.returncode == 0
     for code in ("0", "1", "2", "3", "4", "5", "6", "7", "10", "11", "12", "130"):
         assert f"\n  {code} " in out.stdout
+
+
+@pytest.mark.parametrize("command", [["producer", "--list"], ["producer", "--list", "--json"],
+                                     ["celery_tasks"], ["celery_tasks", "--json"]])
+def test_a_closed_output_is_exit_130_without_a_traceback(command: list[str]) -> None:
+    """`python -m producer --list | head -0`: the reader left before anything was written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run([sys.executable, "-m", *command], cwd=PRODUCER, stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, timeout=60,
+                             env={**os.environ, **NO_BROKER})
+    finally:
+        os.close(write_end)
+    assert out.returncode == 130
+    assert out.stderr == ""
