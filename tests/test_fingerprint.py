@@ -44,7 +44,8 @@ def test_fingerprints_are_stable_across_processes_and_distinct() -> None:
                              text=True, env={**os.environ, "PYTHONHASHSEED": seed}, timeout=60)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout) == prints
-    assert len(set(prints.values())) == len(CONTRACTS) and all(len(p) == 16 for p in prints.values())
+    assert len(set(prints.values())) == len(CONTRACTS)
+    assert all(len(p) == 16 for p in prints.values())
 
 
 def test_the_same_contract_is_compatible_with_itself() -> None:
