@@ -89,6 +89,21 @@ children_of_dir() {
     return 0
 }
 
+# overlay2 where this kernel lets us mount an overlay under DIR (a layer, or a container,
+# then costs only what changed); vfs, which copies every layer whole, elsewhere.
+# ENGINE_STORAGE_DRIVER chooses. Each driver keeps its own images under DIR/data.
+storage_driver() {
+    if [[ -n ${ENGINE_STORAGE_DRIVER:-} ]]; then echo "$ENGINE_STORAGE_DRIVER"; return; fi
+    local probe="$DIR/overlay-probe"
+    rm -rf "$probe"; mkdir -p "$probe"/{lower,upper,work,merged}
+    if mount -t overlay overlay -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" \
+        "$probe/merged" 2>/dev/null; then
+        umount "$probe/merged"; rm -rf "$probe"; echo overlay2
+    else
+        rm -rf "$probe"; echo vfs
+    fi
+}
+
 cmd_start() {
     install_missing
     mkdir -p "$DIR/data" "$DIR/exec"
@@ -100,12 +115,13 @@ cmd_start() {
         log "dockerd already running for $DIR (pid $pid)"
     else
         rm -f "$DIR/pid" "$sock"
-        log "starting dockerd (log: $DIR/dockerd.log)"
+        local driver; driver=$(storage_driver)
+        log "starting dockerd, storage driver $driver (log: $DIR/dockerd.log)"
         # shellcheck disable=SC2086
         # Containers resolve names with a short timeout: a compose service that is stopped
         # (a RabbitMQ node killed by a fault test) is not found in a second or two, rather
         # than after this offline host's resolver times out (10 s per lookup).
-        setsid nohup dockerd --iptables=false --ip6tables=false --storage-driver=vfs \
+        setsid nohup dockerd --iptables=false --ip6tables=false --storage-driver="$driver" \
             --dns-opt timeout:1 --dns-opt attempts:1 \
             --data-root "$DIR/data" --exec-root "$DIR/exec" \
             -H "unix://$sock" --pidfile "$DIR/pid" ${DOCKERD_EXTRA_ARGS:-} \

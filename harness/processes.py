@@ -114,6 +114,17 @@ class Worker:
         return self.process.returncode
 
 
+def share_venv(clone: Path) -> None:
+    """Give a clone of this repository our `.venv`: its parts linked, its own install stamp
+    (fresh, so make keeps the venv as it is: our requirements are the clone's)."""
+    venv = clone / ".venv"
+    venv.mkdir()
+    for entry in (ROOT / ".venv").iterdir():
+        if entry.name != ".installed":
+            (venv / entry.name).symlink_to(entry)
+    (venv / ".installed").touch()
+
+
 def kill_all(workers: list[Worker]) -> None:
     """SIGKILL every worker at once: a test's clean-up, where a warm shutdown (about 3 s
     each) would only finish tasks whose queues are deleted next."""

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from harness.compose import Stack
-from harness.processes import ROOT, clean_env
+from harness.processes import ROOT, clean_env, share_venv
 from tests.conftest import Broker
 
 pytestmark = pytest.mark.timeout(600)
@@ -47,10 +47,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sh(*git, "submodule", "update", "--init", "--quiet", cwd=repo)
     sh("git", "config", "user.email", "test@example.invalid", cwd=repo)
     sh("git", "config", "user.name", "own task test", cwd=repo)
-    (repo / ".venv").symlink_to(ROOT / ".venv")
-    # Our venv already holds these requirements: older than its stamp, make keeps it.
-    for requirements in repo.rglob("requirements*.txt"):
-        os.utime(requirements, (0, 0))
+    share_venv(repo)
     return repo
 
 

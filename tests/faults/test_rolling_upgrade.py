@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from harness.compose import PASSWORDS, Stack
-from harness.processes import ROOT
+from harness.processes import ROOT, share_venv
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -36,7 +36,8 @@ IMPLEMENTATION = ("    def run(self, arg1: int, arg2: int, arg3: int) -> int:\n"
                   "    def run(self, arg1: int, arg2: int, arg3: int, arg4: int = 0) -> int:\n"
                   "        return arg1 + arg2 + arg3 + arg4")
 
-# One call after another until /tmp/stop exists: each call's outcome, as JSON at the end.
+# One call after another until /tmp/stop exists: each call's outcome, as JSON at the end;
+# /tmp/count says how many calls have been made so far.
 # The v2 producer passes arg4 = 1, so a v1 worker that ran it anyway would answer 3 + i.
 STREAM = """
 import json, os, sys, time
@@ -53,6 +54,9 @@ while not os.path.exists("/tmp/stop"):
     except CeleryTasksError as exc:
         outcomes.append([i, type(exc).__name__, str(exc)])
     i += 1
+    if i % 10 == 0:
+        with open("/tmp/count", "w") as count:
+            count.write(str(i))
     time.sleep(0.02)
 print("OUTCOMES " + json.dumps(outcomes), flush=True)
 """
@@ -80,7 +84,7 @@ def v2_images(cluster: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     git("submodule", "update", "--init", "--quiet", cwd=clone)
     git("config", "user.email", "test@example.invalid", cwd=clone)
     git("config", "user.name", "rolling upgrade test", cwd=clone)
-    (clone / ".venv").symlink_to(ROOT / ".venv")  # make vendor runs our tools
+    share_venv(clone)  # make vendor runs our tools
     edit(clone / "celery_tasks" / "tasks.py", *CONTRACT)
     git("commit", "--quiet", "-am", "unique_magic_task: an optional arg4", cwd=clone)
     vendor = subprocess.run(["make", "--no-print-directory", "vendor"], cwd=clone,
@@ -143,6 +147,18 @@ class Rollout:
                          environment=self.producer_env)
 
     @staticmethod
+    def calls(stream: Any) -> int:
+        """How many calls a stream has made so far."""
+        code, out = stream.exec_run(["cat", "/tmp/count"])
+        return int(out) if code == 0 else 0
+
+    def until_calls(self, streams: list[Any], total: int, timeout: float = 600) -> None:
+        """Let the streams run until they have made `total` calls between them."""
+        deadline = time.monotonic() + timeout
+        while sum(self.calls(s) for s in streams) < total and time.monotonic() < deadline:
+            time.sleep(1)
+
+    @staticmethod
     def outcomes(stream: Any) -> list[list[Any]]:
         """Stop a stream and read what became of each of its calls."""
         stream.exec_run(["touch", "/tmp/stop"])
@@ -189,6 +205,7 @@ def test_consumers_first_loses_nothing_and_fails_no_call(
     rollout.replace_workers(v2_images["consumer"])
     new = rollout.stream(v2_images["producer"], "1")  # then the producer, with arg4
     time.sleep(5)
+    rollout.until_calls([old, new], 1000)  # a stream of at least 1,000 calls in all
     before, after = rollout.outcomes(old), rollout.outcomes(new)
     failed = [o for o in before + after if o[1] != "ok"]
     record(len(before) + len(after), len(before) + len(after) - len(failed), 0,
