@@ -22,6 +22,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from .core.contract import Contract
 from .core.errors import REMOTE_ERRORS, TaskFailed, TaskTimeout
+from .core.results import wait_for
 from .publisher.single import call, supports_single_call_path
 
 P = ParamSpec("P")
@@ -43,7 +44,7 @@ class Pending(Generic[R]):
         """The result; the task's error as TaskFailed (or a contract error); TaskTimeout."""
         wait = self.timeout if timeout is None else timeout
         try:
-            value = self.result.get(timeout=wait, propagate=False, interval=0.05)
+            value = wait_for(self.result, wait, 0.05)
         except CeleryTimeoutError:
             raise TaskTimeout(f"no result for {self.name}[{self.id}] within {wait} s") from None
         return _unwrap(self.name, self.id, self.result.state, value)

@@ -7,6 +7,8 @@ seconds, and is otherwise Celery's. Its reply queue is not auto-delete: if the p
 result consumer loses its connection, the queue (and any result in it) stays until the
 consumer is back; RabbitMQ deletes it once unused for `result_expires`. On a cluster it is
 a quorum queue (CELERY_TASKS_REPLY_QUEUE_TYPE), so that it outlives any one node.
+
+`wait_for` is how every caller waits for one result, whatever the backend.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import Any
 
 from celery._state import task_join_will_block
 from celery.backends.rpc import RPCBackend
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu.common import maybe_declare
+from kombu.exceptions import OperationalError
+
+from .errors import BrokerUnreachable
 
 #: Seconds after which a channel declares its reply queue again, in case it expired.
 REDECLARE_AFTER = 60.0
@@ -45,3 +51,18 @@ class ReplyQueueBackend(RPCBackend):
             return
         maybe_declare(self.binding(channel), retry=True)
         self._declared[channel] = now
+
+
+def wait_for(result: Any, timeout: float | None, interval: float) -> Any:
+    """`result.get` without raising the task's error; a broker or result backend lost while
+    waiting is BrokerUnreachable (exit 5), not a traceback. Celery's TimeoutError passes."""
+    try:
+        return result.get(timeout=timeout, propagate=False, interval=interval)
+    except CeleryTimeoutError:
+        raise
+    except OperationalError as exc:
+        raise BrokerUnreachable(f"lost the connection to the broker: {exc}") from None
+    except Exception as exc:  # the backend's own client failed (redis, SQLAlchemy)
+        raise BrokerUnreachable(
+            f"lost the result backend while waiting for {result.id}: "
+            f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
