@@ -18,6 +18,7 @@ from celery_tasks.core.topology import dead_letter_name, task_queue
 from celery_tasks.tasks import CONTRACTS
 from harness.processes import Worker, kill_all
 from harness.services import RabbitMQ, Services, ServiceUnavailable, running
+from harness.services import docker_client as services_docker_client
 
 TASK_NAMES = tuple(CONTRACTS)  # every contract of celery_tasks/tasks.py
 TEST_VHOST = "celery_tasks_test"
@@ -47,12 +48,9 @@ def docker_client() -> Iterator[Any]:
     import docker  # the Docker SDK for Python
 
     try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # no engine: say why
-        where = os.environ.get("DOCKER_HOST", "the default socket")
-        fail_or_skip(f"no Docker engine answers at {where} (run 'make engine', then the tests "
-                     f"through make, which finds it; or export DOCKER_HOST): {exc}")
+        client = services_docker_client()
+    except ServiceUnavailable as exc:  # no engine: say why
+        fail_or_skip(str(exc))
     for image in (os.environ.get("PYTHON_IMAGE", "python:3.11-slim"),
                   os.environ.get("RABBITMQ_IMAGE", "rabbitmq:4.3-management")):
         try:

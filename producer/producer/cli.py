@@ -31,11 +31,12 @@ from celery_tasks.core.errors import (
     TaskTimeout,
     UnknownTask,
 )
+from celery_tasks.core.results import wait_for
 from celery_tasks.core.settings import Settings
 from celery_tasks.core.topology import declare_topology
 from celery_tasks.tasks import CONTRACTS
 
-from .client import CountReport, Outcome, publish_count, send, send_count, wait_for
+from .client import CountReport, Outcome, publish_count, send, send_count
 from .progress import ProgressBar
 
 DEFAULT_TIMEOUT = 60.0

@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError
 
 from celery_tasks.core.contract import check_call, payload_limit
 from celery_tasks.core.errors import REMOTE_ERRORS, BrokerUnreachable, TaskFailed, TaskTimeout
+from celery_tasks.core.results import wait_for
 from celery_tasks.publisher.connection import supports_batch_path
 from celery_tasks.publisher.single import call, supports_single_call_path
 from celery_tasks.publisher.stream import collect_results, send_batch, send_stream
@@ -195,21 +196,6 @@ def publish_count(task: Any, call: Call, count: int,
 
 def _broker_lost(exc: Exception) -> BrokerUnreachable:
     return BrokerUnreachable(f"lost the connection to the broker: {exc}")
-
-
-def wait_for(result: AsyncResult, timeout: float | None, interval: float) -> Any:
-    """`result.get` without raising the task's error; a broker or result backend lost while
-    waiting is BrokerUnreachable (exit 5), not a traceback. Celery's TimeoutError passes."""
-    try:
-        return result.get(timeout=timeout, propagate=False, interval=interval)
-    except CeleryTimeoutError:
-        raise
-    except OperationalError as exc:
-        raise _broker_lost(exc) from None
-    except Exception as exc:  # the backend's own client failed (redis, SQLAlchemy)
-        raise BrokerUnreachable(
-            f"lost the result backend while waiting for {result.id}: "
-            f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
 def send(
