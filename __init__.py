@@ -6,10 +6,28 @@ the top: `tasks` (the contracts: the part you edit), `celery_config` and
 producer API). The machinery is split by who uses it: `core` (both sides), `publisher`
 (producers only), `worker` (workers only).
 
+Workflows across contracts (celery_tasks.canvas) come under Celery's names:
+`from celery_tasks import chain, chord, group`.
+
 Importing it reads no settings; `celery_tasks.rabbitmq_config` and
 `celery_tasks.celery_config` do, when imported.
 """
 
-__version__ = "1.1.0"
+from __future__ import annotations
 
-__all__ = ["__version__"]
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported when first used: `import celery_tasks` stays light
+    from .canvas import chain, chord, group
+
+__version__ = "1.2.0"
+
+__all__ = ["__version__", "chain", "chord", "group"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("chain", "chord", "group"):
+        from . import canvas
+
+        return getattr(canvas, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,6 +58,16 @@ class DivideTask(Contract):
         raise not_implemented(type(self))
 
 
+class SumNumbersTask(Contract):
+    """Adds up a list: the body of a chord, which gets the list of its header's results."""
+
+    name = "sum_numbers"
+
+    def run(self, numbers: list[int]) -> int:
+        """Return the sum of `numbers` (0 for an empty list)."""
+        raise not_implemented(type(self))
+
+
 #: Every contract of this module, by task name (see __getattr__).
 CONTRACTS: dict[str, type[Contract]]
 

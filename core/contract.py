@@ -198,6 +198,30 @@ def _resolved_signature(cls: type[Contract]) -> inspect.Signature:
     )
 
 
+def rest_signature(cls: type[Contract]) -> inspect.Signature | None:
+    """The signature of `cls.run` less its first parameter, which a chain step receives
+    from the step before it; None if the first parameter cannot take it (there is none, or
+    it is keyword-only or `*args`)."""
+    params = list(signature_of(cls).parameters.values())
+    if not params or params[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                                            inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        return None
+    return signature_of(cls).replace(parameters=params[1:])
+
+
+def binds_partially(cls: type[Contract], args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a call with `args` and `kwargs` leaves exactly the first parameter to the
+    step before it (see `rest_signature`)."""
+    rest = rest_signature(cls)
+    if rest is None:
+        return False
+    try:
+        rest.bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
+
+
 def describe(cls: type[Contract]) -> str:
     """`name(param: type, ...) -> type`, as users see a contract."""
     return f"{cls.contract.name}{signature_of(cls.contract)}"
@@ -305,6 +329,7 @@ def check_call(
     from_text: bool = False,
     wire: bool = False,
     limit: int = DEFAULT_MAX_MESSAGE_SIZE - HEADER_ROOM,
+    partial: bool = False,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Bind a call to the contract's signature and check every value against its annotation.
 
@@ -312,18 +337,24 @@ def check_call(
     `int` parameter refuses `"1"` and `True`), unless `from_text`, where command-line text
     is converted by the annotation (`"1"` becomes `1`). With `wire` (a worker reading a
     message), values are checked as JSON and returned as Python objects for `run`. The
-    arguments must fit in `limit` bytes of JSON (see `payload_limit`).
+    arguments must fit in `limit` bytes of JSON (see `payload_limit`). With `partial`, the
+    first parameter is left out: a chain step's, which the step before it gives (its
+    value is checked by the worker when it arrives).
     Raises `BadArguments`.
     """
-    if not from_text and not kwargs:
+    if not from_text and not kwargs and not partial:
         simple = _check_simple(cls, args, limit)
         if simple is not None:
             return simple, {}
-    sig = signature_of(cls)
+    sig = rest_signature(cls) if partial else signature_of(cls)
+    if sig is None:
+        raise BadArguments(f"{describe(cls)}: its first parameter cannot take the result of "
+                           "the step before it")
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError as exc:
-        raise BadArguments(f"{describe(cls)}: {exc}") from None
+        what = " (less its first parameter, given by the step before)" if partial else ""
+        raise BadArguments(f"{describe(cls)}{what}: {exc}") from None
     for name, value in bound.arguments.items():
         param = sig.parameters[name]
         if param.kind is param.VAR_POSITIONAL:

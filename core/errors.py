@@ -132,3 +132,11 @@ REMOTE_ERRORS: dict[str, type[CeleryTasksError]] = {
     "ContractViolation": ContractViolation,
     "NotRegistered": UnknownTask,
 }
+
+
+def remote_error(where: str, value: object) -> CeleryTasksError:
+    """The error a caller gets for a task that raised `value` on a worker; `where` names the
+    task (`divide[ID]`, `chain step 2 of 3, divide[ID]`). Contract errors keep their own
+    class (and exit code); any other is TaskFailed."""
+    kind = type(value).__name__
+    return REMOTE_ERRORS.get(kind, TaskFailed)(f"{where} raised {kind}: {value}")

@@ -53,6 +53,15 @@ class ReplyQueueBackend(RPCBackend):
         self._declared[channel] = now
 
 
+def declare_reply_queue(app: Any) -> str:
+    """Declare the reply queue `app`'s `rpc://` results come to (a workflow's steps reply
+    there, though this app may publish none of them); its name."""
+    backend = app.backend
+    with app.connection_for_write() as conn:
+        maybe_declare(backend.binding(conn.default_channel), retry=True)
+    return str(backend.oid)
+
+
 def wait_for(result: Any, timeout: float | None, interval: float) -> Any:
     """`result.get` without raising the task's error; a broker or result backend lost while
     waiting is BrokerUnreachable (exit 5), not a traceback. Celery's TimeoutError passes."""

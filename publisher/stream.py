@@ -141,6 +141,7 @@ def send_stream(
     max_in_flight: int = MAX_IN_FLIGHT,
     wait: bool = True,
     buffered: bool = False,
+    reply_to: str | None = None,
 ) -> StreamOutcome:
     """Publish calls as they are taken from `calls`, handing each outcome to `on_settled`.
 
@@ -152,7 +153,8 @@ def send_stream(
 
     With `wait=False` the stream ends once RabbitMQ has confirmed every call: nothing is
     settled, and `pending_ids` names every call sent (their results, with a durable
-    backend, can be fetched later by id).
+    backend, can be fetched later by id). `reply_to` then names the reply queue their
+    `rpc://` results go to (a group's: `celery_tasks.canvas`).
 
     `buffered=True` says that `calls` never waits (a list, `itertools.repeat`): calls are
     then written to the broker FLUSH_BYTES at a time, much faster. Otherwise each call is
@@ -168,7 +170,7 @@ def send_stream(
 
     return _Stream(task, items(), timeout, on_settled,
                    max_in_flight=max_in_flight if wait else None, wait=wait,
-                   buffered=buffered).run()
+                   buffered=buffered, reply_to=reply_to).run()
 
 
 class _Deadline(Exception):
@@ -181,7 +183,8 @@ class _Stream:
     def __init__(self, task: Any, items: Iterator[tuple[str, Sequence[Any], Mapping[str, Any]]],
                  timeout: float | None, on_settled: OnSettled,
                  max_in_flight: int | None, wait: bool = True,
-                 started: float | None = None, buffered: bool = False) -> None:
+                 started: float | None = None, buffered: bool = False,
+                 reply_to: str | None = None) -> None:
         self.started = time.perf_counter() if started is None else started
         self.task, self.app, self.on_settled = task, task.app, on_settled
         self.items, self.taken = items, 0
@@ -201,7 +204,9 @@ class _Stream:
         self.reply = reply_queue(self.app)
         self.queue = self.app.amqp.queues[task.name]
         self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.messages = message_factory(task, self.reply.name if self.rpc and wait else None)
+        if reply_to is None and self.rpc and wait:
+            reply_to = self.reply.name
+        self.messages = message_factory(task, reply_to)
 
     def left(self, cap: float) -> float:
         """Seconds to the deadline, at most `cap`."""
