@@ -1,8 +1,9 @@
 """`make demo`: the whole job on an embedded broker, with no services needed.
 
 Starts one worker per contract on kombu's filesystem transport (a temporary folder) with a
-file result backend, sends the article's task (prints 6) and a batch of 200 `count_primes`
-tasks (prints the summary), then stops every worker it started.
+file result backend, sends the article's task (prints 6), a chain over two contracts (each
+step on its own contract's worker: prints 113) and a group of 200 `count_primes` tasks
+(`--count`: prints the summary), then stops every worker it started.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from pathlib import Path
 from .processes import CONSUMER_DIR, Worker, run_producer, stop_all
 
 STEPS = (
-    ("unique_magic_task", "1", "2", "3"),
-    ("count_primes", "10000", "--count", "200"),
+    ("the article's task", ("unique_magic_task", "1", "2", "3")),
+    ("a chain: 1+2+3, the primes below that, plus 10 and 100",
+     ("unique_magic_task", "1", "2", "3", "--then", "count_primes",
+      "--then", "unique_magic_task", "10", "100")),
+    ("a group of 200 identical calls", ("count_primes", "10000", "--count", "200")),
 )
 
 
@@ -54,8 +58,8 @@ def main() -> int:
                 worker.launch()
                 worker.wait_ready()
                 print(f"demo: worker for {worker.task} is ready (pid {worker.process.pid})")  # type: ignore[union-attr]
-            for step in STEPS:
-                print(f"demo: python -m producer {' '.join(step)}", flush=True)
+            for what, step in STEPS:
+                print(f"demo: {what}: python -m producer {' '.join(step)}", flush=True)
                 out = run_producer(*step, "--timeout", "120", env=env, timeout=180)
                 sys.stdout.write(out.stdout)
                 sys.stderr.write(out.stderr)

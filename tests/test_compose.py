@@ -45,6 +45,17 @@ def test_make_produce_runs_the_producer_service_and_prints_6(stack: Stack) -> No
     assert out.stdout.strip().splitlines()[-1] == "6"
 
 
+def test_a_chain_runs_across_worker_containers_with_the_producers_own_permissions(
+    stack: Stack
+) -> None:
+    """The producer's user may not write to the default exchange: each step goes by its
+    contract's exchange, the later ones published by the worker of the step before."""
+    out = stack.make("produce", "ARGS=unique_magic_task 1 2 3 --then count_primes "
+                     "--then unique_magic_task 10 100")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "113"
+
+
 def test_containers_talk_only_on_the_stacks_network(stack: Stack) -> None:
     network = f"{stack.project}_tasks"
     for container in stack.containers():

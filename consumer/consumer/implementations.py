@@ -12,7 +12,13 @@ import time
 from typing import Any, ClassVar
 
 from celery_tasks.core.contract import Contract, implementations_in
-from celery_tasks.tasks import CountPrimesTask, DivideTask, MagicCeleryTask, SleepEchoTask
+from celery_tasks.tasks import (
+    CountPrimesTask,
+    DivideTask,
+    MagicCeleryTask,
+    SleepEchoTask,
+    SumNumbersTask,
+)
 
 
 class WorkerDefaults:
@@ -73,6 +79,13 @@ class DivideWorker(WorkerDefaults, DivideTask):
 
     def run(self, a: float, b: float) -> float:
         return a / b
+
+
+class SumNumbersWorker(WorkerDefaults, SumNumbersTask):
+    """The sum of a list: a chord's body."""
+
+    def run(self, numbers: list[int]) -> int:
+        return sum(numbers)
 
 
 #: Every implementation of this module, by task name (see __getattr__).

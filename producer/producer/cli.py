@@ -27,6 +27,8 @@ from celery_tasks.core.errors import (
     EXIT_USAGE,
     REMOTE_ERRORS,
     ConfigError,
+    ContractMismatch,
+    ContractViolation,
     TaskFailed,
     TaskTimeout,
     UnknownTask,
@@ -47,6 +49,8 @@ EXAMPLES = """examples:
   python -m producer sleep_echo 0.5 hello --timeout 2
   python -m producer unique_magic_task 1 2 3 --no-wait    # prints the task id
   python -m producer unique_magic_task --result ID        # its result, later (durable backend)
+  python -m producer unique_magic_task 1 2 3 --then count_primes --then divide 2
+                      # a chain: each result is the first argument of the next step (1.5)
   python -m producer --list
 """
 
@@ -63,6 +67,7 @@ class ProducerArgs:
     list_tasks: bool
     no_wait: bool = False
     result_id: str | None = None
+    then: tuple[tuple[str, ...], ...] = ()
 
     @classmethod
     def from_cli(cls, argv: list[str] | None = None) -> ProducerArgs:
@@ -82,7 +87,12 @@ class ProducerArgs:
         parser.add_argument("task", nargs="?", help="the task name (see --list)")
         parser.add_argument("args", nargs="*", help="the task's arguments, in contract order")
         parser.add_argument("--count", type=positive_int, default=1,
-                            help="send N tasks with these arguments and print a summary")
+                            help="send N tasks with these arguments and print a summary (a "
+                            "group of N identical calls, on the batch path)")
+        parser.add_argument("--then", action="append", nargs="+", default=[],
+                            metavar=("TASK", "ARG"),
+                            help="a chain: then run TASK with the result as its first "
+                            "argument, followed by ARGs (repeatable)")
         parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                             help=f"seconds to wait for results, 0 = forever "
                             f"(default {DEFAULT_TIMEOUT:g})")
@@ -99,11 +109,13 @@ class ProducerArgs:
             parser.error("the task name is required")
         if ns.timeout < 0 or ns.timeout != ns.timeout:
             parser.error(f"argument --timeout: must be >= 0, got {ns.timeout}")
-        if ns.result_id and (ns.args or ns.no_wait or ns.count != 1):
+        if ns.result_id and (ns.args or ns.no_wait or ns.count != 1 or ns.then):
             parser.error("--result takes only the task name and an id")
+        if ns.then and (ns.no_wait or ns.count != 1):
+            parser.error("--then makes a chain, which takes neither --count nor --no-wait")
         timeout = ns.timeout or None
         return cls(ns.task, ns.args, ns.count, timeout, ns.json, ns.list_tasks, ns.no_wait,
-                   ns.result_id)
+                   ns.result_id, tuple(tuple(step) for step in ns.then))
 
 
 def _print_json(data: Any) -> None:
@@ -200,14 +212,49 @@ def _report(task_name: str, outcome: Outcome, as_json: bool) -> int:
     return EXIT_OK
 
 
+def _contract(name: str) -> type[Contract]:
+    contract = CONTRACTS.get(name)
+    if contract is None:
+        raise UnknownTask(f"unknown task {name!r}: known tasks are {', '.join(CONTRACTS)}")
+    return contract
+
+
+def _chain(first: Any, call: tuple[list[Any], dict[str, Any]], args: ProducerArgs) -> int:
+    """`TASK ARGS --then TASK ARGS...`: a chain, every step checked before anything is sent;
+    prints the last step's result, or exits with the failed step's error."""
+    from celery_tasks.canvas import Call, Chain, Step
+    from celery_tasks.utils import create_worker_from
+
+    steps: list[Any] = [Call(first, *call, immutable=False)]
+    for name, *texts in args.then:
+        _, task = create_worker_from(_contract(name))
+        checked = check_call(task.contract, texts, {}, from_text=True, partial=True,
+                             limit=payload_limit(task.app))
+        steps.append(Step(task, *checked, immutable=False))
+    sent = Chain[Any](steps).apply_async()
+    try:
+        value = sent.get(timeout=args.timeout)
+    except (TaskFailed, ContractMismatch, ContractViolation) as exc:  # their own exit codes
+        if args.json:
+            _print_json({"chain": [s.name for s in steps], "ids": sent.ids,
+                         "status": "FAILURE", "error": str(exc)})
+        raise
+    if args.json:
+        _print_json({"chain": [s.name for s in steps], "ids": sent.ids, "status": "SUCCESS",
+                     "result": value})
+    else:
+        print(value if isinstance(value, str) else json.dumps(value))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = ProducerArgs.from_cli(argv)
     if args.list_tasks:
         return _list(args.json)
     assert args.task is not None  # from_cli guarantees it
-    contract = CONTRACTS.get(args.task)
-    if contract is None:
-        raise UnknownTask(f"unknown task {args.task!r}: known tasks are {', '.join(CONTRACTS)}")
+    contract = _contract(args.task)
+    for name, *_ in args.then:
+        _contract(name)
     from celery_tasks.rabbitmq_config import SETTINGS  # reads the settings, once
 
     if args.result_id is not None:
@@ -232,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.timeout:g} s (their ids are printed); the other {missing} may not be "
                 "queued (is it under a resource alarm? see rabbitmqctl status)")
         return EXIT_OK
+    if args.then:
+        return _chain(task, call, args)
     if args.count > 1:
         return _batch(task, call, args)
     return _report(task.name, send(task, *call, timeout=args.timeout), args.json)
