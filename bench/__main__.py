@@ -29,6 +29,7 @@ RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")
 DOCS = ROOT / "docs" / "performance.md"
 DOCS_START, DOCS_END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
 N = int(os.environ.get("BENCH_N", "2000"))
+GROUP_N = 2000  # members of the one group timed, here and in bare Celery (same settings)
 RTT_SAMPLES = int(os.environ.get("BENCH_RTT", "300"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))  # end-to-end runs per system; the median counts
 MEMORY_NS = [int(x) for x in os.environ.get("BENCH_MEMORY_NS", "100,1000,10000,100000").split(",")]
@@ -237,9 +238,9 @@ def purge(queue: str) -> None:
         conn.channel().queue_purge(queue)
 
 
-def median_rate(run: Callable[[], float]) -> float:
-    """Tasks/s: the median of RUNS runs of N tasks (`run` returns its seconds)."""
-    return statistics.median(N / run() for _ in range(RUNS))
+def median_rate(run: Callable[[], float], count: int = N) -> float:
+    """Tasks/s: the median of RUNS runs of `count` tasks (`run` returns its seconds)."""
+    return statistics.median(count / run() for _ in range(RUNS))
 
 
 def stopwatch(run: Callable[[], Any]) -> float:
@@ -248,8 +249,19 @@ def stopwatch(run: Callable[[], Any]) -> float:
     return time.perf_counter() - t
 
 
+def timed_group(run: Callable[[], list[Any]]) -> float:
+    """Seconds for `run` to send a group of GROUP_N `add(1, 2, i)` and take every result
+    back; the results are checked after the clock stops."""
+    started = time.perf_counter()
+    results = run()
+    seconds = time.perf_counter() - started
+    assert results == [3 + i for i in range(GROUP_N)], results[:5]
+    return seconds
+
+
 def bare_celery(settings: str) -> dict[str, Any]:
     os.environ.update(env(BENCH_SETTINGS=settings))  # this process measures only this
+    import celery
     from celery.result import ResultSet
 
     from bench import bare_celery as bare
@@ -262,13 +274,18 @@ def bare_celery(settings: str) -> dict[str, Any]:
     purge(bare.app.conf.task_default_queue)
     argv = [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-P", "threads",
             "-c", "4", "--without-gossip", "--without-mingle", "--loglevel", "info"]
+    row: dict[str, Any] = {"name": f"bare Celery ({settings} settings)",
+                           "publish_per_s": N / published}
     with worker(argv, ROOT, " ready.", BENCH_SETTINGS=settings):
-        rtt = timed_rtt(lambda: bare.add.delay(1, 2, 3).get(timeout=30))
-        e2e = median_rate(lambda: stopwatch(
+        row |= timed_rtt(lambda: bare.add.delay(1, 2, 3).get(timeout=30))
+        row["e2e_per_s"] = median_rate(lambda: stopwatch(
             lambda: ResultSet(publish()).join_native(timeout=300)))
+        if settings == "reliable":  # Celery's own group, beside this project's
+            row["group_per_s"] = median_rate(lambda: timed_group(lambda: celery.group(
+                bare.add.s(1, 2, i) for i in range(GROUP_N)).apply_async().get(timeout=300)),
+                GROUP_N)
     bare.app.close()
-    return {"name": f"bare Celery ({settings} settings)", "publish_per_s": N / published,
-            "e2e_per_s": e2e, **rtt}
+    return row
 
 
 def dramatiq_peer() -> dict[str, Any]:
@@ -293,10 +310,12 @@ def dramatiq_peer() -> dict[str, Any]:
 
 
 def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
-    """This project's own clients: the batch path's publish rate and end to end, and the
-    single call. Celery's `delay()` through the contracts is measured apart (ours_delay):
-    in this process, after it, the batch path's end to end ran slower in most trials."""
+    """This project's own clients: the batch path's publish rate and end to end, the
+    single call and a group of GROUP_N. Celery's `delay()` through the contracts is
+    measured apart (ours_delay): in this process, after it, the batch path's end to end ran
+    slower in most trials."""
     os.environ.update(env())
+    from celery_tasks import group
     from celery_tasks.publisher.stream import send_stream
     from celery_tasks.remote import remote
     from celery_tasks.tasks import MagicCeleryTask
@@ -323,6 +342,9 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
         if full:
             row |= timed_rtt(lambda: magic(1, 2, 3))  # the single-call path
         row["e2e_per_s"] = median_rate(lambda: batch(task, calls))
+        if full:  # after the end to end, which it leaves as it was measured before
+            row["group_per_s"] = median_rate(lambda: timed_group(lambda: group(
+                magic.s(1, 2, i) for i in range(GROUP_N)).delay().get(timeout=300)), GROUP_N)
     return row
 
 
@@ -443,10 +465,10 @@ def measure() -> int:
     scale = [isolated("ours", k, False) for k in (1, 2, 4)]
     memory = memory_curve()
     replicated = replication()
-    baseline = next(r for r in rows if r["name"].startswith("bare Celery (reliable"))["e2e_per_s"]
+    bare = next(r for r in rows if r["name"].startswith("bare Celery (reliable"))
     for row in rows:
         if "e2e_per_s" in row:
-            row["ratio_e2e_vs_bare_reliable"] = row["e2e_per_s"] / baseline
+            row["ratio_e2e_vs_bare_reliable"] = row["e2e_per_s"] / bare["e2e_per_s"]
     raw, mine = rows[0], rows[-1]
     mine["ratio_publish_vs_raw"] = mine["publish_per_s"] / raw["publish_per_s"]
     mine["ratio_publish_vs_raw_confirmed"] = (mine["publish_per_s"]
@@ -458,7 +480,11 @@ def measure() -> int:
               "machine": machine(), "n": N, "runs": RUNS, "rtt_samples": RTT_SAMPLES,
               "rows": rows, "targets": targets(rows),
               "scale": [{"workers": r["workers"], "e2e_per_s": r["e2e_per_s"]} for r in scale],
-              "memory": memory, "replication": replicated, "seconds": time.time() - started}
+              "memory": memory, "replication": replicated,
+              "group": {"n": GROUP_N, "bare_celery_per_s": bare["group_per_s"],
+                        "ours_per_s": mine["group_per_s"],
+                        "ratio": mine["group_per_s"] / bare["group_per_s"]},
+              "seconds": time.time() - started}
     for path in (RESULTS / f"bench-{stamp}.json", RESULTS / "latest.json"):
         path.write_text(json.dumps(report, indent=2))
     print(table(report))
@@ -524,6 +550,14 @@ def verdict_line(target: dict[str, Any]) -> str:
     return line
 
 
+def group_line(group: dict[str, Any]) -> str:
+    """The group of GROUP_N, this project's beside bare Celery's, as table and docs say it
+    (reports written before it was measured have none)."""
+    return (f"Group of {group['n']:,} (publish + every result): {group['ours_per_s']:,.0f} "
+            f"tasks/s, bare Celery (same settings) {group['bare_celery_per_s']:,.0f} tasks/s: "
+            f"{group['ratio']:.2f}x")
+
+
 def machine() -> dict[str, Any]:
     rabbit = node().version()
     return {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -548,6 +582,8 @@ def table(report: dict[str, Any]) -> str:
     lines.append(f"this project, delay() pipelined: {ours_row['pipelined_e2e_per_s']:,.0f} e2e/s")
     lines.append(f"this project, one task.delay().get() (Celery's client): p50 "
                  f"{ours_row['delay_p50_ms']:.2f} ms, p99 {ours_row['delay_p99_ms']:.2f} ms")
+    if "group" in report:
+        lines.append(group_line(report["group"]))
     lines.append(f"this project's batch publish: {ours_row['ratio_publish_vs_raw']:.0%} of raw "
                  f"py-amqp, {ours_row['ratio_publish_vs_raw_confirmed']:.0%} of raw with "
                  f"batched confirms, {ours_row['ratio_publish_vs_raw_same_message']:.0%} of raw "
@@ -592,6 +628,7 @@ def markdown(report: dict[str, Any]) -> str:
               "project's own messages.",
               f"- Celery's `delay().get()` through a contract: p50 {ours_row['delay_p50_ms']:.2f} "
               f"ms; `delay()` pipelined: {ours_row['pipelined_e2e_per_s']:,.0f} e2e/s.",
+              *([f"- {group_line(report['group'])}."] if "group" in report else []),
               "- Worker processes -> e2e/s: " + ", ".join(
                   f"{s['workers']} -> {s['e2e_per_s']:,.0f}" for s in report["scale"]) + ".",
               "- `--count N` -> producer peak RSS: " + ", ".join(

@@ -35,6 +35,11 @@ def test_make_bench_measures_every_row_and_writes_json_and_plot(tmp_path: Path) 
     assert ours["delay_p50_ms"] > 0  # Celery's delay().get() beside the single-call path
     assert {"ratio_e2e_vs_bare_reliable", "ratio_publish_vs_raw",
             "ratio_publish_vs_raw_same_message"} <= ours.keys()
+    bare = report["rows"][6]  # a group of 2,000 here and in Celery with the same settings
+    assert report["group"] == {"n": 2000, "bare_celery_per_s": bare["group_per_s"],
+                               "ours_per_s": ours["group_per_s"],
+                               "ratio": ours["group_per_s"] / bare["group_per_s"]}
+    assert "Group of 2,000 (publish + every result): " in out.stdout
     assert [m["completed"] for m in report["memory"]] == [50, 200]  # every task came back
     assert [s["workers"] for s in report["scale"]] == [1, 2, 4]
     one, three = report["replication"]  # RabbitMQ 4.3: one node, then a three-node cluster
