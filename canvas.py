@@ -57,7 +57,7 @@ from .core.errors import (
     TaskTimeout,
     remote_error,
 )
-from .core.results import declare_reply_queue, wait_for
+from .core.results import backend_errors, declare_reply_queue, wait_for
 from .core.topology import declare_topology
 from .publisher.connection import supports_batch_path, uses_rpc
 from .publisher.stream import collect_results, send_stream
@@ -97,7 +97,10 @@ class _Signature:
         # default exchange); kombu's embedded brokers know only the exchanges declared in
         # the process itself, so there the default exchange, straight to the queue.
         exchange = self.name if supports_batch_path(self.task.app) else ""
+        # declare=[]: the queues were declared before publishing (_declare_queues), and a
+        # producer's user may not declare (configure) a task's exchange at all.
         options: dict[str, Any] = {"exchange": exchange, "routing_key": self.name,
+                                   "declare": [],
                                    "headers": dict(contract_headers(type(self.task)))}
         if reply_to:
             options["reply_to"] = reply_to
@@ -116,8 +119,9 @@ class Call(_Signature, Generic[R_co]):
         return self.apply_async()
 
     def apply_async(self, **options: Any) -> Pending[R_co]:
-        return Pending(self.task.apply_async(self.args, self.kwargs, **options), self.name,
-                       None)
+        with _sending(f"a {self.name} call"):
+            sent = self.task.apply_async(self.args, self.kwargs, **options)
+        return Pending(sent, self.name, 60.0)
 
 
 class Fixed(Call[R_co]):
@@ -135,15 +139,23 @@ def signature(task: Any, args: Sequence[Any], kwargs: dict[str, Any],
     parameter (and not `immutable`), else a complete Call; BadArguments otherwise."""
     contract, limit = type(task).contract, payload_limit(task.app)
     if not immutable and binds_partially(contract, args, kwargs):
-        checked = check_call(contract, args, kwargs, partial=True, limit=limit)
+        try:  # as mypy's overloads: a Step if the values fit too, else a complete Call
+            checked = check_call(contract, args, kwargs, partial=True, limit=limit)
+        except BadArguments as as_step:
+            try:
+                checked = check_call(contract, args, kwargs, limit=limit)
+            except BadArguments:
+                raise as_step from None
+            return Call(task, *checked, immutable=False)
         return Step(task, *checked, immutable=False)
     checked = check_call(contract, args, kwargs, limit=limit)
     return (Fixed if immutable else Call)(task, *checked, immutable=immutable)
 
 
 def _declare_queues(signatures: Iterable[_Signature]) -> None:
-    """Declare the queue of every contract that a worker, not this producer, publishes to
-    (the producer declares the first step's as it publishes), once per process."""
+    """Declare the queue of every contract of a workflow before publishing, once per
+    process (topology.declare_topology: a user who may not declare uses the queue as its
+    workers declared it, and one that does not exist yet is ConfigError)."""
     for sig in {s.name: s for s in signatures}.values():
         key = (str(sig.task.app.conf.broker_url), sig.name)
         if key not in _DECLARED:
@@ -156,16 +168,39 @@ _DECLARED: set[tuple[str, str]] = set()
 
 @contextlib.contextmanager
 def _sending(what: str) -> Iterator[None]:
-    """The broker lost while publishing `what` is BrokerUnreachable (exit 5), one line."""
+    """Errors while publishing `what` as one line: RabbitMQ refusing access is ConfigError
+    (exit 7); the broker or the result backend lost is BrokerUnreachable (exit 5)."""
     try:
         yield
+    except CeleryTasksError:
+        raise
     except OperationalError as exc:
         raise BrokerUnreachable(f"could not send {what}: {exc}") from None
+    except Exception as exc:
+        text = str(getattr(exc, "reply_text", None) or exc).splitlines()[0]
+        if getattr(exc, "code", None) == 403:
+            raise ConfigError(f"RabbitMQ refused access while sending {what} ({text}): see "
+                              "docs/security.md for the permissions a producer needs") from None
+        if getattr(exc, "code", None) is not None:  # another refusal by RabbitMQ
+            raise BrokerUnreachable(f"RabbitMQ refused {what}: {text}") from None
+        raise BrokerUnreachable(f"could not send {what}: {type(exc).__name__}: {text}") from None
 
 
 def _reply_to(app: Any) -> str | None:
     """Where `rpc://` results of a workflow go: `app`'s reply queue, declared now."""
     return declare_reply_queue(app) if uses_rpc(app) else None
+
+
+def collect_within(results: list[Any], timeout: float | None,
+                   what: str) -> Iterator[tuple[str, str, Any]]:
+    """(task id, status, value) of `results` as they come (collect_results), a lost broker
+    or backend as BrokerUnreachable; Celery's TimeoutError at the deadline."""
+    with backend_errors(what):
+        yield from collect_results(results, timeout)
+
+
+def _within(timeout: float | None) -> str:
+    return "in time" if timeout is None else f"within {timeout:g} s"
 
 
 def _outcome(result: Any, timeout: float | None) -> tuple[str, Any] | None:
@@ -201,16 +236,19 @@ class ChainResult(Generic[R_co]):
         """The last step's result; a failed step's error naming the step (its number,
         contract and task id): TaskFailed, or ContractMismatch / ContractViolation;
         TaskTimeout if no outcome came within `timeout` seconds (None: forever)."""
-        name, task_id = self.steps[-1]
-        outcome = _outcome(self._results[task_id], timeout)
-        if outcome is None:
-            raise TaskTimeout(f"no result for chain step {len(self.steps)} of "
-                              f"{len(self.steps)}, {name}[{task_id}], within {timeout} s")
-        status, value = outcome
-        if status == states.SUCCESS:
-            result: R_co = value
-            return result
-        raise self._failure(value)
+        name, last = self.steps[-1]
+        try:  # every step's outcome as it comes: a failed step ends the wait at once
+            for task_id, status, value in collect_within(list(self._results.values()),
+                                                         timeout, "a chain's results"):
+                if status != states.SUCCESS:
+                    raise self._failure(value)
+                if task_id == last:
+                    result: R_co = value
+                    return result
+        except CeleryTimeoutError:
+            pass
+        raise TaskTimeout(f"no result for chain step {len(self.steps)} of {len(self.steps)}, "
+                          f"{name}[{last}], {_within(timeout)}")
 
     def _failure(self, value: Any) -> CeleryTasksError:
         """The error of the first step that failed: a failed step stores its error under
@@ -250,7 +288,7 @@ class Chain(Generic[R_co]):
         """Publish the first step, carrying the rest (each with its own routing)."""
         app = self.steps[0].task.app
         with _sending(f"a chain of {len(self.steps)} steps"):
-            _declare_queues(self.steps[1:])
+            _declare_queues(self.steps)
             reply_to = _reply_to(app)
             sigs = [step.celery_signature(reply_to) for step in self.steps]
             last = (celery.chain(*sigs) if len(sigs) > 1 else sigs[0]).apply_async()
@@ -329,25 +367,28 @@ class GroupResult(Generic[R_co]):
         waiting = [self.app.AsyncResult(task_id) for _, task_id in self.members
                    if task_id not in outcomes]
         try:
-            for task_id, status, value in collect_results(waiting, timeout):
+            for task_id, status, value in collect_within(waiting, timeout,
+                                                         "a group's results"):
                 outcomes[task_id] = (status, value)
         except CeleryTimeoutError:
             missing = len(self.members) - len(outcomes)
             raise TaskTimeout(f"{missing} of {len(self.members)} group members gave no "
-                              f"result within {timeout} s") from None
+                              f"result {_within(timeout)}") from None
         values: list[Any] = []
-        failed: list[str] = []
+        failed: list[CeleryTasksError] = []
         for number, (name, task_id) in enumerate(self.members, 1):
             status, value = outcomes[task_id]
             if status != states.SUCCESS:
                 value = remote_error(f"{self.label} {number} of {len(self.members)}, "
                                      f"{name}[{task_id}],", value)
-                failed.append(str(value))
+                failed.append(value)
             values.append(value)
         if failed and propagate:
             more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
-            raise GroupFailed(f"{len(failed)} of {len(values)} group members failed: "
-                              + "; ".join(failed[:3]) + more, values)
+            error = GroupFailed(f"{len(failed)} of {len(values)} group members failed: "
+                                + "; ".join(map(str, failed[:3])) + more, values)
+            error.exit_code = failed[0].exit_code  # a contract error keeps its own
+            raise error
         return values
 
 
@@ -374,7 +415,10 @@ class Group(Generic[R_co]):
         app = self.calls[0].task.app
         if not supports_batch_path(app):
             with _sending(f"a group of {len(self.calls)}"):
-                sent = celery.group([c.celery_signature() for c in self.calls]).apply_async()
+                _declare_queues(self.calls)
+                reply_to = _reply_to(app)
+                sent = celery.group([c.celery_signature(reply_to)
+                                     for c in self.calls]).apply_async()
             return GroupResult([(c.name, str(r.id)) for c, r in
                                 zip(self.calls, sent.results, strict=True)], app)
         with _sending(f"a group of {len(self.calls)}"):
@@ -384,7 +428,7 @@ class Group(Generic[R_co]):
         by_task: dict[str, list[int]] = {}
         for index, call in enumerate(self.calls):
             by_task.setdefault(call.name, []).append(index)
-        for indices in by_task.values():
+        for done, indices in enumerate(by_task.values()):
             task = self.calls[indices[0]].task
             sent = send_stream(task, ((self.calls[i].args, self.calls[i].kwargs)
                                       for i in indices),
@@ -392,8 +436,11 @@ class Group(Generic[R_co]):
                                reply_to=reply_to)
             unsent = len(indices) - sent.sent + len(sent.unconfirmed_ids)
             if unsent:
-                raise BrokerUnreachable(f"RabbitMQ did not confirm {unsent} of {len(indices)} "
-                                        f"{task.name} group members within {timeout} s")
+                before = sum(len(i) for i in list(by_task.values())[:done])
+                raise BrokerUnreachable(
+                    f"RabbitMQ did not confirm {unsent} of {len(indices)} {task.name} group "
+                    f"members {_within(timeout)} ({before + len(indices) - unsent} other "
+                    "members were sent and may run)")
             for index, task_id in zip(indices, sent.pending_ids, strict=True):
                 ids[index] = task_id
         return GroupResult([(c.name, task_id) for c, task_id in zip(self.calls, ids,
@@ -436,7 +483,7 @@ class ChordResult(Generic[R_co]):
         name, task_id = self.body
         outcome = _outcome(self._result, timeout)
         if outcome is None:
-            raise TaskTimeout(f"no result for chord body {name}[{task_id}] within {timeout} s")
+            raise TaskTimeout(f"no result for chord body {name}[{task_id}] {_within(timeout)}")
         status, value = outcome
         if status == states.SUCCESS:
             result: R_co = value
@@ -473,7 +520,8 @@ class Chord(Generic[R_co]):
             raise ConfigError(
                 f"a chord needs a result backend that counts its header's results, and "
                 f"CELERY_RESULT_BACKEND is {backend.split('://')[0]}://, which cannot: set it "
-                "to redis://HOST:6379/0 or db+postgresql://USER@HOST/DB (nothing was sent)")
+                "to redis://HOST:6379/0 or db+postgresql+psycopg://USER@HOST/DB (nothing was "
+                "sent)")
         with _sending(f"a chord of {len(self.header.calls)}"):
             _declare_queues([*self.header.calls, self.body])
             sent = celery.chord([c.celery_signature() for c in self.header.calls],

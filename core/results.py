@@ -13,8 +13,10 @@ a quorum queue (CELERY_TASKS_REPLY_QUEUE_TYPE), so that it outlives any one node
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from celery._state import task_join_will_block
@@ -23,7 +25,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu.common import maybe_declare
 from kombu.exceptions import OperationalError
 
-from .errors import BrokerUnreachable
+from .errors import BrokerUnreachable, CeleryTasksError
 
 #: Seconds after which a channel declares its reply queue again, in case it expired.
 REDECLARE_AFTER = 60.0
@@ -65,13 +67,21 @@ def declare_reply_queue(app: Any) -> str:
 def wait_for(result: Any, timeout: float | None, interval: float) -> Any:
     """`result.get` without raising the task's error; a broker or result backend lost while
     waiting is BrokerUnreachable (exit 5), not a traceback. Celery's TimeoutError passes."""
-    try:
+    with backend_errors(f"the result of {result.id}"):
         return result.get(timeout=timeout, propagate=False, interval=interval)
-    except CeleryTimeoutError:
+
+
+@contextlib.contextmanager
+def backend_errors(what: str) -> Iterator[None]:
+    """A broker or result backend lost while waiting for `what` is BrokerUnreachable (exit
+    5), in one line. Celery's TimeoutError and this project's own errors pass."""
+    try:
+        yield
+    except (CeleryTimeoutError, CeleryTasksError):
         raise
     except OperationalError as exc:
         raise BrokerUnreachable(f"lost the connection to the broker: {exc}") from None
     except Exception as exc:  # the backend's own client failed (redis, SQLAlchemy)
         raise BrokerUnreachable(
-            f"lost the result backend while waiting for {result.id}: "
+            f"lost the result backend while waiting for {what}: "
             f"{type(exc).__name__}: {exc}".splitlines()[0]) from None

@@ -34,7 +34,7 @@ def test_each_argument_is_checked_when_the_signature_is_made() -> None:
 def test_the_routing_of_a_signature_is_its_contracts() -> None:
     options = primes.s().celery_signature("reply-queue").options
     assert (options["exchange"], options["routing_key"]) == ("count_primes", "count_primes")
-    assert options["reply_to"] == "reply-queue"
+    assert options["reply_to"] == "reply-queue" and options["declare"] == []
     assert {"contract", "contract_fingerprint", "contract_commit"} <= set(options["headers"])
 
 
