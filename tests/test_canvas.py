@@ -197,21 +197,22 @@ def chord_env(request: pytest.FixtureRequest, services: Services,
     return {**broker_env, "CELERY_RESULT_BACKEND": url}
 
 
-def test_a_chord_sums_its_header_on_redis_and_postgresql(
+def test_a_chord_and_a_chain_on_redis_and_postgresql(
     workers: Callable[..., dict[str, Worker]], chord_env: dict[str, str]
 ) -> None:
     workers("unique_magic_task", "count_primes", "sum_numbers", env=chord_env)
     lines = run("""
 print(chord((magic.s(i, i, i) for i in range(10)), total.s()).delay().get(timeout=60))
+print(chain(magic.s(1, 2, 3), primes.s(), magic.s(10, 100)).delay().get(timeout=60))
 try:
     chord([magic.s(1, 2, 3), primes.s(10 ** 9)], total.s()).delay().get(timeout=60)
 except CeleryTasksError as exc:
     print(type(exc).__name__, exc)
 """, chord_env)
-    assert lines[0] == "135"  # 3 * (0 + 1 + ... + 9)
-    assert lines[1].startswith("TaskFailed chord body sum_numbers[")
-    assert "did not run: header member 2 of 2, count_primes[" in lines[1]
-    assert lines[1].endswith("raised ValueError: limit must be at most 200000000, "
+    assert lines[:2] == ["135", "113"]  # 3 * (0 + 1 + ... + 9); a chain on this backend
+    assert lines[2].startswith("TaskFailed chord body sum_numbers[")
+    assert "did not run: header member 2 of 2, count_primes[" in lines[2]
+    assert lines[2].endswith("raised ValueError: limit must be at most 200000000, "
                              "got 1000000000")
 
 
@@ -253,13 +254,13 @@ def test_a_worker_killed_mid_chain_does_not_lose_the_chain(
     workers: Callable[..., dict[str, Worker]], start_worker: Callable[..., Worker],
     broker_env: dict[str, str]
 ) -> None:
-    """Step 2 sleeps 3 s; its worker is SIGKILLed while running it, and a new one finishes
-    the chain (at-least-once across steps)."""
+    """Step 2 sleeps 3 s; its worker is SIGKILLed while running it, and a new one runs it
+    and hands the chain on to step 3 (at-least-once across steps)."""
     workers("unique_magic_task")
     first = start_worker("sleep_echo")
     chained = subprocess.Popen(
-        [sys.executable, "-c", PRELUDE + 'print(chain(magic.s(1, 1, 1), echo.s("done"))'
-         ".delay().get(timeout=120))"],
+        [sys.executable, "-c", PRELUDE + 'print(chain(magic.s(1, 1, 1), echo.s("done"), '
+         "magic.si(1, 2, 3)).delay().get(timeout=120))"],
         cwd=PRODUCER_DIR, env=clean_env(broker_env), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -269,7 +270,7 @@ def test_a_worker_killed_mid_chain_does_not_lose_the_chain(
     first.kill()  # mid-step: it sleeps 3 s
     second = start_worker("sleep_echo")
     out, err = chained.communicate(timeout=150)
-    assert (chained.returncode, out.strip()) == (0, "done"), err
+    assert (chained.returncode, out.strip()) == (0, "6"), err
     assert [i for _, i in second.received()] == [i for _, i in first.received()]
 
 
@@ -343,3 +344,9 @@ except CeleryTasksError as exc:
 """, env=unreachable_env("3"), timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("BrokerUnreachable 5 ") and len(out.stdout.splitlines()) == 1
+
+
+def test_a_bad_then_is_exit_3_before_the_broker_is_reached() -> None:
+    out = run_producer("unique_magic_task", "1", "2", "3", "--then", "divide", "x",
+                       env=unreachable_env("30"), timeout=20)
+    assert out.returncode == 3 and "argument b must be float" in out.stderr, out.stderr

@@ -50,10 +50,9 @@ def test_a_chain_runs_across_worker_containers_with_the_producers_own_permission
 ) -> None:
     """The producer's user may not write to the default exchange: each step goes by its
     contract's exchange, the later ones published by the worker of the step before."""
-    out = stack.make("produce", "ARGS=unique_magic_task 1 2 3 --then count_primes "
-                     "--then unique_magic_task 10 100")
+    out = stack.make("produce", "ARGS=unique_magic_task 1 2 3 --then divide 4")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "113"
+    assert out.stdout.strip().splitlines()[-1] == "1.5"
 
 
 def test_containers_talk_only_on_the_stacks_network(stack: Stack) -> None:

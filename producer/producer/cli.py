@@ -87,8 +87,8 @@ class ProducerArgs:
         parser.add_argument("task", nargs="?", help="the task name (see --list)")
         parser.add_argument("args", nargs="*", help="the task's arguments, in contract order")
         parser.add_argument("--count", type=positive_int, default=1,
-                            help="send N tasks with these arguments and print a summary (a "
-                            "group of N identical calls, on the batch path)")
+                            help="send N tasks with these arguments (the batch path, as a "
+                            "group of N identical calls) and print a summary")
         parser.add_argument("--then", action="append", nargs="+", default=[],
                             metavar=("TASK", "ARG"),
                             help="a chain: then run TASK with the result as its first "
@@ -219,10 +219,11 @@ def _contract(name: str) -> type[Contract]:
     return contract
 
 
-def _chain(first: Any, call: tuple[list[Any], dict[str, Any]], args: ProducerArgs) -> int:
-    """`TASK ARGS --then TASK ARGS...`: a chain, every step checked before anything is sent;
-    prints the last step's result, or exits with the failed step's error."""
-    from celery_tasks.canvas import Call, Chain, Step
+def _chain_steps(first: Any, call: tuple[list[Any], dict[str, Any]],
+                 args: ProducerArgs) -> list[Any]:
+    """`TASK ARGS --then TASK ARGS...` as a chain's steps, every one checked (before the
+    broker is even reached: bad input is exit 3 or 4 whatever the broker's state)."""
+    from celery_tasks.canvas import Call, Step
     from celery_tasks.utils import create_worker_from
 
     steps: list[Any] = [Call(first, *call, immutable=False)]
@@ -231,17 +232,25 @@ def _chain(first: Any, call: tuple[list[Any], dict[str, Any]], args: ProducerArg
         checked = check_call(task.contract, texts, {}, from_text=True, partial=True,
                              limit=payload_limit(task.app))
         steps.append(Step(task, *checked, immutable=False))
+    return steps
+
+
+def _chain(steps: list[Any], args: ProducerArgs) -> int:
+    """Send the chain; print the last step's result, or exit with the failed step's error
+    (with --json, the steps and their ids in either case)."""
+    from celery_tasks.canvas import Chain
+
     sent = Chain[Any](steps).apply_async()
+    report: dict[str, Any] = {"chain": [s.name for s in steps], "ids": sent.ids}
     try:
         value = sent.get(timeout=args.timeout)
-    except (TaskFailed, ContractMismatch, ContractViolation) as exc:  # their own exit codes
-        if args.json:
-            _print_json({"chain": [s.name for s in steps], "ids": sent.ids,
-                         "status": "FAILURE", "error": str(exc)})
+    except (TaskFailed, ContractMismatch, ContractViolation, TaskTimeout) as exc:
+        if args.json:  # their own exit codes follow
+            status = "PENDING" if isinstance(exc, TaskTimeout) else "FAILURE"
+            _print_json({**report, "status": status, "error": str(exc)})
         raise
     if args.json:
-        _print_json({"chain": [s.name for s in steps], "ids": sent.ids, "status": "SUCCESS",
-                     "result": value})
+        _print_json({**report, "status": "SUCCESS", "result": value})
     else:
         print(value if isinstance(value, str) else json.dumps(value))
     return EXIT_OK
@@ -263,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _, task = create_worker_from(contract)
     call = check_call(contract, args.args, {}, from_text=True, limit=payload_limit(task.app))
+    steps = _chain_steps(task, call, args) if args.then else []
     load_result_backend(task.app)  # a driver not installed: one line naming its extra
     wait_for_broker(task.app, SETTINGS)
     check_result_backend(task.app)
@@ -279,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.timeout:g} s (their ids are printed); the other {missing} may not be "
                 "queued (is it under a resource alarm? see rabbitmqctl status)")
         return EXIT_OK
-    if args.then:
-        return _chain(task, call, args)
+    if steps:
+        return _chain(steps, args)
     if args.count > 1:
         return _batch(task, call, args)
     return _report(task.name, send(task, *call, timeout=args.timeout), args.json)
