@@ -19,6 +19,8 @@ EXIT_UNHEALTHY = 9  # --health: no worker on this host answered a ping
 EXIT_TOPOLOGY = 10  # a queue or exchange exists with other arguments than ours
 EXIT_CONTRACT_MISMATCH = 11  # producer and worker hold incompatible versions of the contract
 EXIT_CONTRACT_VIOLATION = 12  # the worker found arguments or a result that break the contract
+EXIT_BREAKING = 13  # `python -m celery_tasks diff`: a contract change breaks a deployed side
+EXIT_NO_WORKER = 14  # --require-worker: no live worker can run the call; nothing was sent
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT), or its output was closed
 
 EXIT_CODES: dict[int, str] = {
@@ -36,6 +38,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_TOPOLOGY: "a queue exists on the broker with different arguments (406)",
     EXIT_CONTRACT_MISMATCH: "producer and worker hold incompatible contract versions",
     EXIT_CONTRACT_VIOLATION: "the worker refused the arguments or the result broke the contract",
+    EXIT_BREAKING: "a contract change is breaking (diff): see its reason and what to do instead",
+    EXIT_NO_WORKER: "--require-worker: no live worker can run the call; nothing was sent",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C), or the output closed",
 }
 

@@ -22,21 +22,37 @@ and two of its steps get in the way there:
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from celery.exceptions import NotRegistered
 from celery.utils.collections import AttributeDict
 from celery.worker.consumer import Consumer
 from celery.worker.consumer.delayed_delivery import DelayedDelivery
+from celery.worker.control import control_command
 from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
+from ..core.contract import is_contract_class
+from ..core.discovery import COMMAND
+from ..core.fingerprint import describe_contract, fingerprint
 from ..core.topology import declare_delay_exchanges
+from ..core.version import pinned_commit
 
 __all__ = ["ClusterDelayedDelivery", "ContractConsumer"]
 
 logger = logging.getLogger("celery_tasks.worker")
+
+
+@control_command(name=COMMAND)
+def celery_tasks_contracts(state: Any) -> dict[str, Any]:
+    """What this worker accepts (core/discovery.py): its host, its pinned celery_tasks
+    commit and each contract it runs, described."""
+    tasks = [t for t in state.consumer.app.tasks.values() if is_contract_class(type(t))]
+    return {"host": socket.gethostname(), "commit": pinned_commit(),
+            "contracts": [{"name": t.name, "fingerprint": fingerprint(d), "description": d}
+                          for t in tasks for d in [describe_contract(type(t))]]}
 
 
 class ClusterDelayedDelivery(DelayedDelivery):
