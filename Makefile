@@ -101,9 +101,10 @@ vendor: install ## split celery_tasks/, pin both submodules to it, update docs/c
 check-vendor: init ## fail while a submodule pin lags celery_tasks/ at HEAD
 	bash scripts/check-vendor.sh
 
-check-contracts: install ## compare the contracts pinned on both sides; docs list them all
+check-contracts: install ## compare the pinned contracts, and celery_tasks/ with BASE (default: the pin)
 	$(PY) scripts/check-contracts.py
 	$(PY) scripts/docs-contracts.py --check
+	$(PY) -m celery_tasks diff $(or $(BASE),$(shell git rev-parse HEAD:producer/celery_tasks))
 
 export: ## write the three standalone repos (bare) to DEST=folder
 	bash scripts/export.sh "$(DEST)"

@@ -84,12 +84,15 @@ def documented_options(heading_marker: str) -> set[str]:
     ("`python -m producer`", "producer", "producer", 1),
     ("`python -m consumer`", "consumer", "consumer", 2),
     ("`python -m celery_tasks`", "celery_tasks", "producer", None),
+    ("`python -m celery_tasks diff REF`", "celery_tasks diff", "producer", None),
+    ("`python -m celery_tasks status`", "celery_tasks status", "producer", None),
+    ("`python -m celery_tasks asyncapi`", "celery_tasks asyncapi", "producer", None),
     ("`python -m bench`", "bench", ".", None),
 ])
 def test_every_command_line_option_is_documented(
         marker: str, command: str, folder: str, codes_column: int | None) -> None:
     env = {**os.environ, **NO_BROKER}
-    result = subprocess.run([sys.executable, "-m", command, "--help"], cwd=ROOT / folder,
+    result = subprocess.run([sys.executable, "-m", *command.split(), "--help"], cwd=ROOT / folder,
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr

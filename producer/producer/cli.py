@@ -13,12 +13,14 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery_tasks.core.broker import check_result_backend, load_result_backend, wait_for_broker
 from celery_tasks.core.cli import OneLineParser, exit_codes_epilog, positive_int, run_cli
 from celery_tasks.core.contract import Contract, check_call, describe, payload_limit
+from celery_tasks.core.discovery import require_worker
 from celery_tasks.core.errors import (
     EXIT_BAD_ARGUMENTS,
     EXIT_BROKER_UNREACHABLE,
     EXIT_CONFIG,
     EXIT_CONTRACT_MISMATCH,
     EXIT_CONTRACT_VIOLATION,
+    EXIT_NO_WORKER,
     EXIT_OK,
     EXIT_TASK_FAILED,
     EXIT_TIMEOUT,
@@ -33,6 +35,7 @@ from celery_tasks.core.errors import (
     TaskTimeout,
     UnknownTask,
 )
+from celery_tasks.core.fingerprint import describe_contract
 from celery_tasks.core.results import wait_for
 from celery_tasks.core.settings import Settings
 from celery_tasks.core.topology import declare_topology
@@ -51,6 +54,7 @@ EXAMPLES = """examples:
   python -m producer unique_magic_task --result ID        # its result, later (durable backend)
   python -m producer unique_magic_task 1 2 3 --then count_primes --then divide 2
                       # a chain: each result is the first argument of the next step (1.5)
+  python -m producer unique_magic_task 1 2 3 --require-worker  # only if a worker can run it
   python -m producer --list
 """
 
@@ -68,6 +72,7 @@ class ProducerArgs:
     no_wait: bool = False
     result_id: str | None = None
     then: tuple[tuple[str, ...], ...] = ()
+    require_worker: bool = False
 
     @classmethod
     def from_cli(cls, argv: list[str] | None = None) -> ProducerArgs:
@@ -80,7 +85,7 @@ class ProducerArgs:
             + exit_codes_epilog(
                 [EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_BAD_ARGUMENTS, EXIT_UNKNOWN_TASK,
                  EXIT_BROKER_UNREACHABLE, EXIT_TIMEOUT, EXIT_CONFIG, EXIT_TOPOLOGY,
-                 EXIT_CONTRACT_MISMATCH, EXIT_CONTRACT_VIOLATION]
+                 EXIT_CONTRACT_MISMATCH, EXIT_CONTRACT_VIOLATION, EXIT_NO_WORKER]
             ),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -96,6 +101,9 @@ class ProducerArgs:
         parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                             help=f"seconds to wait for results, 0 = forever "
                             f"(default {DEFAULT_TIMEOUT:g})")
+        parser.add_argument("--require-worker", action="store_true",
+                            help="first ask the task's live workers (remote control) and "
+                            "send nothing, exit 14, unless one can run the call")
         parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
         parser.add_argument("--list", dest="list_tasks", action="store_true",
                             help="list every contract with its signature and queue")
@@ -114,8 +122,10 @@ class ProducerArgs:
         if ns.then and (ns.no_wait or ns.count != 1):
             parser.error("--then makes a chain, which takes neither --count nor --no-wait")
         timeout = ns.timeout or None
+        if ns.result_id and ns.require_worker:
+            parser.error("--result takes only the task name and an id")
         return cls(ns.task, ns.args, ns.count, timeout, ns.json, ns.list_tasks, ns.no_wait,
-                   ns.result_id, tuple(tuple(step) for step in ns.then))
+                   ns.result_id, tuple(tuple(step) for step in ns.then), ns.require_worker)
 
 
 def _print_json(data: Any) -> None:
@@ -276,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     load_result_backend(task.app)  # a driver not installed: one line naming its extra
     wait_for_broker(task.app, SETTINGS)
     check_result_backend(task.app)
+    if args.require_worker:  # every step's contract, before anything is published
+        for cls in [contract, *(_contract(name) for name, *_ in args.then)]:
+            require_worker(task.app, describe_contract(cls))
     declare_topology(task.app)
     if args.no_wait:
         ids, missing = publish_count(task, call, args.count, args.timeout)
