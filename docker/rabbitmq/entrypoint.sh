@@ -49,13 +49,19 @@ cat >"$definitions" <<JSON
 JSON
 chgrp rabbitmq "$definitions"
 
+# The cookie exists, owned by rabbitmq, before anything starts: otherwise the healthcheck's
+# CLI (run as root) could create its own first, unreadable by the server, which then fails
+# to start (eacces) when it is slow to boot.
+cookie=/var/lib/rabbitmq/.erlang.cookie
 if [[ -n ${CELERY_TASKS_ERLANG_COOKIE:-} ]]; then
-    cookie=/var/lib/rabbitmq/.erlang.cookie
     rm -f "$cookie"
     printf '%s' "$CELERY_TASKS_ERLANG_COOKIE" >"$cookie"
-    chown rabbitmq:rabbitmq "$cookie"
-    chmod 400 "$cookie"
+elif [[ ! -s $cookie ]]; then
+    rm -f "$cookie"
+    head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$cookie"
 fi
+chown rabbitmq:rabbitmq "$cookie"
+chmod 400 "$cookie"
 unset RABBITMQ_ADMIN_PASSWORD RABBITMQ_PRODUCER_PASSWORD RABBITMQ_WORKER_PASSWORD \
       CELERY_TASKS_ERLANG_COOKIE
 exec docker-entrypoint.sh "$@"
