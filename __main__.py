@@ -44,10 +44,10 @@ DIFF_EXAMPLES = """examples:
   python -m celery_tasks diff main        # against a branch, a tag or a commit
   python -m celery_tasks diff HEAD --json # uncommitted changes, as JSON
 
-verdicts, per contract: unchanged; compatible, deploy consumers first (BACKWARD);
-compatible, deploy producers first (FORWARD); compatible in either order (FULL); BREAKING,
-with the reason and what to do instead. A new task is compatible (consumers first); a
-removed one is breaking.
+verdicts, per contract: unchanged (any deploy order: FULL); compatible, deploy consumers
+first (BACKWARD); compatible, deploy producers first (FORWARD); BREAKING, with the reason
+and what to do instead. A new task is compatible (consumers first); a removed one is
+breaking.
 """
 
 
@@ -68,15 +68,18 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+def subcommand(name: str, description: str, epilog: str) -> OneLineParser:
+    """The parser of `python -m celery_tasks NAME`."""
+    return OneLineParser(prog=f"python -m celery_tasks {name}", description=description,
+                         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def diff(argv: list[str]) -> int:
     """`diff REF`: each contract at git REF against this copy (see core/evolution.py)."""
-    parser = OneLineParser(prog="python -m celery_tasks diff",
-                           description="Compare every contract at git REF with this copy "
-                           "(its working tree) and say, per contract, whether the change is "
-                           "compatible and in which order to deploy it.",
-                           epilog=DIFF_EXAMPLES + "\n"
-                           + exit_codes_epilog([EXIT_OK, EXIT_USAGE, EXIT_BREAKING]),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subcommand("diff", "Compare every contract at git REF with this copy (its "
+                        "working tree) and say, per contract, whether the change is "
+                        "compatible and in which order to deploy it.", DIFF_EXAMPLES + "\n"
+                        + exit_codes_epilog([EXIT_OK, EXIT_USAGE, EXIT_BREAKING]))
     parser.add_argument("ref", help="a git commit, branch or tag: the deployed version")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
@@ -96,14 +99,11 @@ def diff(argv: list[str]) -> int:
 
 def status(argv: list[str]) -> int:
     """`status`: the live workers of every contract, and whether this copy can call them."""
-    parser = OneLineParser(prog="python -m celery_tasks status",
-                           description="Ask every live worker (Celery's remote control) what "
-                           "it runs and list, per contract of this copy, its workers: node, "
-                           "host, pinned celery_tasks commit, fingerprint, and whether this "
-                           "copy's contract can call it.",
-                           epilog=STATUS_EXAMPLES + "\n" + exit_codes_epilog(
-                               [EXIT_OK, EXIT_USAGE, EXIT_BROKER_UNREACHABLE, EXIT_CONFIG]),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subcommand("status", "Ask every live worker (Celery's remote control) what it "
+                        "runs and list, per contract of this copy, its workers: node, host, "
+                        "pinned celery_tasks commit, fingerprint, and whether this copy's "
+                        "contract can call it.", STATUS_EXAMPLES + "\n" + exit_codes_epilog(
+                            [EXIT_OK, EXIT_USAGE, EXIT_BROKER_UNREACHABLE, EXIT_CONFIG]))
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--timeout", type=positive_float, default=REPLY_WINDOW,
                         help=f"seconds to wait for the workers' answers (default "
@@ -140,13 +140,10 @@ def status(argv: list[str]) -> int:
 
 def asyncapi(argv: list[str]) -> int:
     """`asyncapi`: the AsyncAPI 3.0 document of this copy's contracts (core/asyncapi.py)."""
-    parser = OneLineParser(prog="python -m celery_tasks asyncapi",
-                           description="Write the AsyncAPI 3.0 document of this copy's "
-                           "contracts (JSON): a channel per task queue and dead-letter queue, "
-                           "the task and result messages with JSON Schemas from the contracts, "
-                           "the headers, the AMQP bindings.",
-                           epilog=exit_codes_epilog([EXIT_OK, EXIT_USAGE]),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subcommand("asyncapi", "Write the AsyncAPI 3.0 document of this copy's "
+                        "contracts (JSON): a channel per task queue and dead-letter queue, the "
+                        "task and result messages with JSON Schemas from the contracts, the "
+                        "headers, the AMQP bindings.", exit_codes_epilog([EXIT_OK, EXIT_USAGE]))
     parser.add_argument("--output", metavar="FILE", help="write it to FILE, not stdout")
     args = parser.parse_args(argv)
     from . import __version__

@@ -3,12 +3,14 @@
 Compares the contracts' descriptions (fingerprint.py) of an older version (a git ref) with
 this one, by task name, under the compatibility rule of fingerprint.py, in both directions:
 
+- the same fingerprint (a docstring or an implementation changed): unchanged, deployed in
+  either order (Schema Registry's FULL);
 - old producers can call new workers (BACKWARD, Schema Registry's name): deploy the
   consumers first (a new optional parameter at the end);
 - new producers can call old workers (FORWARD): deploy the producers first (an optional
   parameter at the end removed);
-- both (FULL): either order;
-- neither: breaking, with the reason, and what to do instead.
+- neither: breaking, with the reason, and what to do instead. (Both BACKWARD and FORWARD
+  would take equal descriptions: the same fingerprint.)
 
 A new contract is compatible (its workers first: calls wait in its queue until they run); a
 removed one is breaking while workers or queued messages may still need it.
@@ -30,9 +32,9 @@ from typing import Any
 from .errors import EXIT_USAGE, CeleryTasksError
 from .fingerprint import Description, fingerprint, incompatibility
 
-UNCHANGED, CONSUMERS_FIRST, PRODUCERS_FIRST, EITHER_ORDER, BREAKING = (
+UNCHANGED, CONSUMERS_FIRST, PRODUCERS_FIRST, BREAKING = (
     "unchanged", "compatible, deploy consumers first", "compatible, deploy producers first",
-    "compatible in either order", "BREAKING")
+    "BREAKING")
 
 #: What to do instead of a breaking change.
 INSTEAD = ("add the new version as a new task (a new name, e.g. NAME_v2) beside the old "
@@ -89,10 +91,9 @@ def _change(name: str, old: Description | None, new: Description | None) -> Chan
                       "wait in its queue until they run)", new=fingerprint(new))
     prints = {"old": fingerprint(old), "new": fingerprint(new)}
     if prints["old"] == prints["new"]:
-        return Change(name, UNCHANGED, **prints)
+        return Change(name, UNCHANGED, "FULL", **prints)
+    # Both directions at once would mean equal descriptions: the same fingerprint, above.
     backward, forward = incompatibility(old, new) is None, incompatibility(new, old) is None
-    if backward and forward:
-        return Change(name, EITHER_ORDER, "FULL", **prints)
     if backward:
         return Change(name, CONSUMERS_FIRST, "BACKWARD",
                       "new workers take the old producers' calls", **prints)

@@ -62,7 +62,7 @@ def verdicts(repo: Path, ref: str) -> tuple[int, dict[str, dict]]:
 
 
 @pytest.mark.parametrize(("base", "new", "verdict", "mode", "reason"), [
-    (DIVIDE, DIVIDE, "unchanged", None, None),
+    (DIVIDE, DIVIDE, "unchanged", "FULL", None),
     (DIVIDE, DIGITS, "compatible, deploy consumers first", "BACKWARD", "old producers"),
     (DIGITS, DIVIDE, "compatible, deploy producers first", "FORWARD", "old workers"),
     (DIGITS, DIGITS.replace("= 3", "= 4"), "BREAKING", None, "default of 'digits' changed"),
@@ -89,8 +89,8 @@ def test_each_kind_of_change_is_classified_with_its_deploy_order(
     assert (divide["verdict"], divide["mode"]) == (verdict, mode)
     assert reason is None or reason in divide["reason"], divide["reason"]
     assert code == (EXIT_BREAKING if verdict == "BREAKING" else EXIT_OK)
-    others = {name: c["verdict"] for name, c in found.items() if name != "divide"}
-    assert set(others.values()) == {"unchanged"}
+    others = {name: (c["verdict"], c["mode"]) for name, c in found.items() if name != "divide"}
+    assert set(others.values()) == {("unchanged", "FULL")}
 
 
 def test_a_new_task_is_compatible_and_a_removed_one_breaking(repo: Path) -> None:
