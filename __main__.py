@@ -19,8 +19,8 @@ from .core.errors import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_USAGE,
+    UsageError,
 )
-from .core.evolution import DiffError as UsageError
 from .core.evolution import compare, contracts_at
 from .core.fingerprint import describe_contract, fingerprint
 from .core.version import pinned_commit
@@ -150,7 +150,7 @@ def asyncapi(argv: list[str]) -> int:
     from .core.asyncapi import document, to_json
 
     text = to_json(document(CONTRACTS, __version__, pinned_commit())) + "\n"
-    if args.output:
+    if args.output is not None:
         try:
             with open(args.output, "w", encoding="utf-8") as out:
                 out.write(text)

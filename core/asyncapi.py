@@ -23,6 +23,11 @@ from .topology import DEAD_LETTER_EXCHANGE, dead_letter_name
 
 #: AMQP bindings version of the AsyncAPI bindings used here.
 AMQP_BINDING = "0.3.0"
+#: The AMQP properties of a call (AMQP properties are not headers: AsyncAPI has no place
+#: for them, hence this extension). Values in <> are the caller's.
+AMQP_PROPERTIES = {"content_type": "application/json", "content_encoding": "utf-8",
+                   "delivery_mode": 2, "correlation_id": "<the id header>",
+                   "reply_to": "<the caller's reply queue>"}
 ERROR = {"type": "object", "required": ["exc_type", "exc_message"],
          "properties": {"exc_type": {"type": "string", "description": "the error's class"},
                         "exc_message": {"description": "the error's arguments"},
@@ -62,7 +67,9 @@ def document(contracts: dict[str, type[Contract]], version: str, commit: str) ->
         channels[f"{name}.reply"] = {
             "address": None,
             "title": f"where {name} results go",
-            "description": "the queue the call's reply_to property names (rpc:// results)",
+            "description": "the queue the call's AMQP reply_to property names, declared by "
+                           "the caller (with the rpc:// result backend; a producer's user may "
+                           "declare only queues named celery_tasks.reply.* or by a UUID)",
             "messages": {"result": {"$ref": f"#/components/messages/{result}"}},
         }
         operations[f"call_{name}"] = {
@@ -70,8 +77,8 @@ def document(contracts: dict[str, type[Contract]], version: str, commit: str) ->
             "title": f"call {name}",
             "channel": {"$ref": f"#/channels/{name}"},
             "messages": [{"$ref": f"#/channels/{name}/messages/call"}],
-            "reply": {"address": {"location": "$message.header#/reply_to"},
-                      "channel": {"$ref": f"#/channels/{name}.reply"},
+            "bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": AMQP_BINDING}},
+            "reply": {"channel": {"$ref": f"#/channels/{name}.reply"},
                       "messages": [{"$ref": f"#/channels/{name}.reply/messages/result"}]},
         }
     return {
@@ -80,8 +87,10 @@ def document(contracts: dict[str, type[Contract]], version: str, commit: str) ->
                  "description": "The task contracts shared by producers and workers "
                  f"(celery_tasks {commit}). Each call is a Celery protocol-2 task message, "
                  "published to the task's exchange with the task name as routing key, with "
-                 "content type application/json and encoding utf-8, delivery mode 2, the "
-                 "task id as correlation id and the caller's reply queue as reply_to."},
+                 "the AMQP properties x-amqp-properties of its message gives: content type "
+                 "application/json, encoding utf-8, delivery mode 2, the task id as "
+                 "correlation_id and the caller's reply queue as reply_to (an AMQP "
+                 "property, not a header)."},
         "defaultContentType": "application/json",
         "servers": {"rabbitmq": {"host": "localhost:5672", "protocol": "amqp",
                                  "protocolVersion": "0-9-1",
@@ -113,6 +122,8 @@ def _call_message(cls: type[Contract], schemas: dict[str, Any]) -> dict[str, Any
               "properties": {p.name: _schema(p.annotation, schemas)
                              for p in sig.parameters.values()
                              if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)},
+              "required": [p.name for p in sig.parameters.values()
+                           if p.kind is p.KEYWORD_ONLY and p.default is p.empty],
               "description": "arguments by name (usually empty: give them in args)"}
     embed = {"type": "object", "description": "Celery's callbacks, errbacks, chain, chord "
              "(null for a plain call)",
@@ -143,15 +154,13 @@ def _call_message(cls: type[Contract], schemas: dict[str, Any]) -> dict[str, Any
                 "contract_fingerprint": {"const": headers["contract_fingerprint"]},
                 "contract_commit": {"type": "string",
                                     "description": "the caller's celery_tasks commit"},
-                "reply_to": {"type": "string", "description": "AMQP property: the queue "
-                             "the result goes to (declared by the caller)"},
             },
         },
+        "x-amqp-properties": AMQP_PROPERTIES,
         "payload": {"type": "array", "minItems": 3, "maxItems": 3,
                     "items": [args, kwargs, embed],
                     "description": "Celery protocol 2 body: [args, kwargs, embed]"},
-        "bindings": {"amqp": {"contentEncoding": "utf-8", "messageType": cls.name,
-                              "bindingVersion": AMQP_BINDING}},
+        "bindings": {"amqp": {"contentEncoding": "utf-8", "bindingVersion": AMQP_BINDING}},
     }
 
 

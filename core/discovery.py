@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import EXIT_NO_WORKER, CeleryTasksError
+from .errors import EXIT_NO_WORKER, BrokerUnreachable, CeleryTasksError, ConfigError
 from .fingerprint import Description, fingerprint, incompatibility
 
 #: The remote-control command workers answer.
@@ -76,8 +76,20 @@ def live_workers(app: Any, timeout: float = REPLY_WINDOW,
                  task: str | None = None, limit: int | None = None) -> list[LiveWorker]:
     """The workers that answer within `timeout` seconds (only `task`'s, if given)."""
     pattern = {"pattern": f"{task}.*", "matcher": "glob"} if task else {}
-    return _parse(app.control.broadcast(COMMAND, reply=True, timeout=timeout, limit=limit,
-                                        **pattern))
+    try:
+        replies = app.control.broadcast(COMMAND, reply=True, timeout=timeout, limit=limit,
+                                        **pattern)
+    except Exception as exc:
+        text = str(getattr(exc, "reply_text", None) or exc).splitlines()[0]
+        if getattr(exc, "code", None) == 403:
+            raise ConfigError(
+                f"RabbitMQ refused Celery's remote control to this user ({text}): asking the "
+                "workers needs write permission on exchange celery.pidbox and configure and "
+                "read permission on the queues reply.celery.pidbox* (the worker or admin "
+                "role, not the producer's: see docs/security.md)") from None
+        raise BrokerUnreachable(f"could not ask the workers: {type(exc).__name__}: "
+                                f"{text}") from None
+    return _parse(replies)
 
 
 def require_worker(app: Any, mine: Description, timeout: float = REPLY_WINDOW) -> LiveWorker:

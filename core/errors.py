@@ -56,6 +56,13 @@ class ConfigError(CeleryTasksError, ValueError):
     exit_code = EXIT_CONFIG
 
 
+class UsageError(CeleryTasksError):
+    """What the command line asked for cannot be done as asked (an unknown git ref, a file
+    that cannot be written)."""
+
+    exit_code = EXIT_USAGE
+
+
 class BadArguments(CeleryTasksError, TypeError):
     """A call does not match its contract's signature; nothing was published."""
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_USAGE, CeleryTasksError
+from .errors import UsageError
 from .fingerprint import Description, fingerprint, incompatibility
 
 UNCHANGED, CONSUMERS_FIRST, PRODUCERS_FIRST, BREAKING = (
@@ -71,6 +71,7 @@ class Change:
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "verdict": self.verdict, "mode": self.mode or None,
                 "reason": self.reason or None, "breaking": self.breaking,
+                "instead": self.instead.replace("NAME", self.name) or None,
                 "old_fingerprint": self.old or None, "new_fingerprint": self.new or None}
 
 
@@ -87,8 +88,8 @@ def _change(name: str, old: Description | None, new: Description | None) -> Chan
                       "still need it", instead="keep the contract until no producer sends "
                       "it and its queue is empty, then remove it", old=fingerprint(old))
     if old is None:
-        return Change(name, CONSUMERS_FIRST, reason="a new task (its workers first: calls "
-                      "wait in its queue until they run)", new=fingerprint(new))
+        return Change(name, CONSUMERS_FIRST, "BACKWARD", reason="a new task (its workers "
+                      "first: calls wait in its queue until they run)", new=fingerprint(new))
     prints = {"old": fingerprint(old), "new": fingerprint(new)}
     if prints["old"] == prints["new"]:
         return Change(name, UNCHANGED, "FULL", **prints)
@@ -99,7 +100,9 @@ def _change(name: str, old: Description | None, new: Description | None) -> Chan
                       "new workers take the old producers' calls", **prints)
     if forward:
         return Change(name, PRODUCERS_FIRST, "FORWARD",
-                      "old workers take the new producers' calls", **prints)
+                      "old workers take the new producers' calls, but new workers refuse the "
+                      "old ones': upgrade the consumers once the calls old producers queued "
+                      "have drained", **prints)
     return Change(name, BREAKING, reason=why_breaking(old, new), instead=INSTEAD, **prints)
 
 
@@ -132,8 +135,8 @@ def why_breaking(old: Description, new: Description) -> str:
             reasons.append(f"parameter {name!r} retyped ({_type(was['annotation'])} -> "
                            f"{_type(now['annotation'])})")
         if was["default"] != now["default"]:
-            reasons.append(f"default of {name!r} changed ({was['default']} -> "
-                           f"{now['default']})")
+            reasons.append(f"default of {name!r} changed ({_default(was)} -> "
+                           f"{_default(now)})")
         if was["kind"] != now["kind"]:
             reasons.append(f"parameter {name!r} is now {now['kind'].lower()}")
     for name in added:
@@ -144,6 +147,11 @@ def why_breaking(old: Description, new: Description) -> str:
     return "; ".join(reasons) or (incompatibility(old, new) or "the descriptions differ")
 
 
+def _default(param: dict[str, Any]) -> str:
+    """A parameter's default as its description holds it (a repr), or `required`."""
+    return "required" if param["default"] is None else str(param["default"])
+
+
 def _type(schema: Any) -> str:
     """A JSON schema in short: its type, or the schema itself."""
     if isinstance(schema, dict) and isinstance(schema.get("type"), str) and len(schema) == 1:
@@ -151,10 +159,8 @@ def _type(schema: Any) -> str:
     return json.dumps(schema, sort_keys=True) if schema else "any"
 
 
-class DiffError(CeleryTasksError):
+class DiffError(UsageError):
     """The older version cannot be read: not a git checkout, an unknown ref, no contracts."""
-
-    exit_code = EXIT_USAGE
 
 
 def contracts_at(ref: str, package: Path) -> tuple[str, dict[str, Description]]:
@@ -171,25 +177,32 @@ def contracts_at(ref: str, package: Path) -> tuple[str, dict[str, Description]]:
                   if _has(top, f"{commit}:{p}tasks.py")), None)
     if where is None:
         raise DiffError(f"{ref} ({commit[:12]}) holds no celery_tasks/tasks.py")
-    archive = subprocess.run(["git", "-C", str(top), "archive", "--format=tar",
-                              f"{commit}:{where}" if where else f"{commit}^{{tree}}"],
-                             capture_output=True, timeout=60, check=False)
+    try:
+        archive = subprocess.run(["git", "-C", str(top), "archive", "--format=tar",
+                                  f"{commit}:{where}" if where else f"{commit}^{{tree}}"],
+                                 capture_output=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise DiffError(f"git archive {ref} took over 60 s") from None
     if archive.returncode != 0:
         raise DiffError(f"cannot read {ref} ({commit[:12]}): "
                         f"{archive.stderr.decode(errors='replace').strip()}")
     with tempfile.TemporaryDirectory(prefix="celery-tasks-diff-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(Path(tmp) / "celery_tasks", filter="data")
+            tar.extractall(Path(tmp) / "celery_tasks", filter="data")  # git's own files
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        out = subprocess.run([sys.executable, "-m", "celery_tasks", "--json"], cwd=tmp,
-                             env={**env, "CELERY_TASKS_ENV_FILE": ""}, capture_output=True,
-                             text=True, timeout=120, check=False)
+        try:
+            out = subprocess.run([sys.executable, "-m", "celery_tasks", "--json"], cwd=tmp,
+                                 env={**env, "CELERY_TASKS_ENV_FILE": ""},
+                                 capture_output=True, text=True, timeout=120, check=False)
+        except subprocess.TimeoutExpired:
+            raise DiffError(f"listing the contracts at {ref} took over 120 s") from None
     try:
         listed = json.loads(out.stdout)["contracts"]
         return commit, {c["name"]: c["description"] for c in listed}
     except (ValueError, KeyError, TypeError):
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DiffError(f"cannot list the contracts at {ref} ({commit[:12]}): {last}") from None
+        raise DiffError(f"cannot list the contracts at {ref} ({commit[:12]}), whose "
+                        f"celery_tasks predates 'python -m celery_tasks --json': {last}") from None
 
 
 def _git(package: Path, *args: str, fail: str) -> str:
@@ -198,11 +211,16 @@ def _git(package: Path, *args: str, fail: str) -> str:
                              text=True, timeout=30, check=False)
     except OSError:
         raise DiffError(f"git is not installed: {fail}") from None
+    except subprocess.TimeoutExpired:
+        raise DiffError(f"git took over 30 s: {fail}") from None
     if out.returncode != 0:
         raise DiffError(fail)
     return out.stdout.strip()
 
 
 def _has(package: Path, path: str) -> bool:
-    return subprocess.run(["git", "-C", str(package), "cat-file", "-e", path],
-                          capture_output=True, timeout=30, check=False).returncode == 0
+    try:
+        return subprocess.run(["git", "-C", str(package), "cat-file", "-e", path],
+                              capture_output=True, timeout=30, check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        raise DiffError(f"git took over 30 s to read {path}") from None
