@@ -101,10 +101,15 @@ vendor: install ## split celery_tasks/, pin both submodules to it, update docs/c
 check-vendor: init ## fail while a submodule pin lags celery_tasks/ at HEAD
 	bash scripts/check-vendor.sh
 
-check-contracts: install ## compare the pinned contracts, and celery_tasks/ with BASE (default: the pin)
+# What check-contracts compares celery_tasks/ with: BASE (a tag, a branch, a commit), or the
+# pin before the last `make vendor` (so CI checks the latest contract change it shipped).
+PREVIOUS_PIN = $(shell git rev-parse "$$(git log --format=%H -n 2 -- producer/celery_tasks \
+	| tail -n 1):producer/celery_tasks" 2>/dev/null)
+
+check-contracts: install ## compare the pinned contracts; diff celery_tasks/ with BASE or the last pin before
 	$(PY) scripts/check-contracts.py
 	$(PY) scripts/docs-contracts.py --check
-	$(PY) -m celery_tasks diff $(or $(BASE),$(shell git rev-parse HEAD:producer/celery_tasks))
+	$(PY) -m celery_tasks diff $(or $(BASE),$(PREVIOUS_PIN),HEAD)
 
 export: ## write the three standalone repos (bare) to DEST=folder
 	bash scripts/export.sh "$(DEST)"

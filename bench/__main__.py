@@ -316,6 +316,8 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
     slower in most trials."""
     os.environ.update(env())
     from celery_tasks import group
+    from celery_tasks.core.discovery import require_worker
+    from celery_tasks.core.fingerprint import describe_contract
     from celery_tasks.publisher.stream import send_stream
     from celery_tasks.remote import remote
     from celery_tasks.tasks import MagicCeleryTask
@@ -345,6 +347,10 @@ def ours(workers: int = 1, full: bool = True) -> dict[str, Any]:
         if full:  # after the end to end, which it leaves as it was measured before
             row["group_per_s"] = median_rate(lambda: timed_group(lambda: group(
                 magic.s(1, 2, i) for i in range(GROUP_N)).delay().get(timeout=300)), GROUP_N)
+            # What --require-worker adds to a call: the question to the task's workers.
+            mine = describe_contract(MagicCeleryTask)
+            asked = timed_rtt(lambda: require_worker(task.app, mine), 100)
+            row["require_worker_p50_ms"] = asked["p50_ms"]
     return row
 
 
@@ -584,6 +590,9 @@ def table(report: dict[str, Any]) -> str:
                  f"{ours_row['delay_p50_ms']:.2f} ms, p99 {ours_row['delay_p99_ms']:.2f} ms")
     if "group" in report:
         lines.append(group_line(report["group"]))
+    if "require_worker_p50_ms" in ours_row:
+        lines.append(f"--require-worker's question to the workers: p50 "
+                     f"{ours_row['require_worker_p50_ms']:.2f} ms")
     lines.append(f"this project's batch publish: {ours_row['ratio_publish_vs_raw']:.0%} of raw "
                  f"py-amqp, {ours_row['ratio_publish_vs_raw_confirmed']:.0%} of raw with "
                  f"batched confirms, {ours_row['ratio_publish_vs_raw_same_message']:.0%} of raw "
@@ -629,6 +638,9 @@ def markdown(report: dict[str, Any]) -> str:
               f"- Celery's `delay().get()` through a contract: p50 {ours_row['delay_p50_ms']:.2f} "
               f"ms; `delay()` pipelined: {ours_row['pipelined_e2e_per_s']:,.0f} e2e/s.",
               *([f"- {group_line(report['group'])}."] if "group" in report else []),
+              *([f"- `--require-worker` asks the task's workers before a call: p50 "
+                 f"{ours_row['require_worker_p50_ms']:.2f} ms (nothing on the normal path)."]
+                if "require_worker_p50_ms" in ours_row else []),
               "- Worker processes -> e2e/s: " + ", ".join(
                   f"{s['workers']} -> {s['e2e_per_s']:,.0f}" for s in report["scale"]) + ".",
               "- `--count N` -> producer peak RSS: " + ", ".join(

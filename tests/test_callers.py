@@ -100,12 +100,18 @@ def test_a_call_built_from_the_document_alone_runs_on_a_real_worker(
     body = [[1, 2, 3], {}, embed]
     validate(document, call["headers"], headers)
     validate(document, call["payload"], body)
-    reply, _, _ = bare_channel.queue_declare("", exclusive=True, auto_delete=True)
+    # A reply queue named as the document says a producer's user may declare one.
+    reply = f"celery_tasks.reply.{uuid.uuid4()}"
+    bare_channel.queue_declare(reply, exclusive=True, auto_delete=True)
+    properties = dict(call["x-amqp-properties"])  # the AMQP properties, not headers
+    assert properties["correlation_id"] == "<the id header>"
+    assert properties["reply_to"] == "<the caller's reply queue>"
+    properties.update(correlation_id=task_id, reply_to=reply)
+    operation = document["operations"]["call_unique_magic_task"]
+    assert properties["delivery_mode"] == operation["bindings"]["amqp"]["deliveryMode"]
+    assert properties["content_type"] == call["contentType"]
     bare_channel.basic_publish(
-        amqp.Message(json.dumps(body).encode(), content_type=call["contentType"],
-                     content_encoding=call["bindings"]["amqp"]["contentEncoding"],
-                     correlation_id=task_id, reply_to=reply, delivery_mode=2,
-                     application_headers=headers),
+        amqp.Message(json.dumps(body).encode(), application_headers=headers, **properties),
         exchange=channel["bindings"]["amqp"]["exchange"]["name"],
         routing_key=channel["address"])
     result = pointer(document, document["channels"]["unique_magic_task.reply"]["messages"]

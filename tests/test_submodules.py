@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.processes import ROOT
+from harness.processes import ROOT, share_venv
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
@@ -81,3 +81,32 @@ def test_a_contract_change_fails_check_vendor_until_make_vendor(clone: Path) -> 
             "# a contract change\n")
     assert "Vendor celery_tasks" in git("log", "-1", "--format=%s", cwd=clone)
     assert git("status", "--porcelain", cwd=clone) == ""
+
+
+def test_check_contracts_diffs_the_last_vendored_change_and_fails_on_a_breaking_one(
+    tmp_path: Path
+) -> None:
+    """`make check-contracts` (in `make test`, so in CI) compares celery_tasks/ with the pin
+    before the last `make vendor`: a vendored compatible change passes with its deploy
+    order, a vendored breaking one fails (diff's exit 13)."""
+    dest = tmp_path / "harness"
+    git("clone", "--quiet", str(ROOT), str(dest), cwd=ROOT)
+    git("-c", "protocol.file.allow=always", "submodule", "update", "--init", cwd=dest)
+    share_venv(dest)
+    tasks = dest / "celery_tasks" / "tasks.py"
+    steps = [("    def run(self, a: float, b: float) -> float:",
+              "    def run(self, a: float, b: float, digits: int = 3) -> float:"),
+             ("    def run(self, a: float, b: float, digits: int = 3) -> float:",
+              "    def run(self, a: float, b: float, c: float) -> float:")]
+    checks = []
+    for old, new in steps:
+        tasks.write_text(tasks.read_text().replace(old, new))
+        git("commit", "--quiet", "-am", "change the divide contract", cwd=dest)
+        assert make("vendor", dest).returncode == 0
+        checks.append(make("check-contracts", dest))
+    compatible, breaking = checks
+    assert compatible.returncode == 0, compatible.stdout + compatible.stderr
+    assert "divide: compatible, deploy consumers first (BACKWARD)" in compatible.stdout
+    assert breaking.returncode != 0 and "Error 13" in breaking.stderr
+    assert ("divide: BREAKING: parameter 'digits' removed; new required parameter 'c'"
+            in breaking.stdout), breaking.stdout

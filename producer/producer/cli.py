@@ -124,6 +124,8 @@ class ProducerArgs:
         timeout = ns.timeout or None
         if ns.result_id and ns.require_worker:
             parser.error("--result takes only the task name and an id")
+        if ns.list_tasks and ns.require_worker:
+            parser.error("--require-worker goes with a call, not with --list")
         return cls(ns.task, ns.args, ns.count, timeout, ns.json, ns.list_tasks, ns.no_wait,
                    ns.result_id, tuple(tuple(step) for step in ns.then), ns.require_worker)
 
