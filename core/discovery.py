@@ -81,12 +81,12 @@ def live_workers(app: Any, timeout: float = REPLY_WINDOW,
                                         **pattern)
     except Exception as exc:
         text = str(getattr(exc, "reply_text", None) or exc).splitlines()[0]
-        if getattr(exc, "code", None) == 403:
+        if getattr(exc, "code", None) == 403 or "ACCESS_REFUSED" in text:
             raise ConfigError(
                 f"RabbitMQ refused Celery's remote control to this user ({text}): asking the "
-                "workers needs write permission on exchange celery.pidbox and configure and "
-                "read permission on the queues reply.celery.pidbox* (the worker or admin "
-                "role, not the producer's: see docs/security.md)") from None
+                "workers needs permission to write to exchange celery.pidbox and to declare "
+                "exchange reply.celery.pidbox and a reply queue bound to it (the worker or "
+                "admin role, not the producer's: see docs/contracts.md#live-workers)") from None
         raise BrokerUnreachable(f"could not ask the workers: {type(exc).__name__}: "
                                 f"{text}") from None
     return _parse(replies)
