@@ -55,6 +55,18 @@ def test_a_chain_runs_across_worker_containers_with_the_producers_own_permission
     assert out.stdout.strip().splitlines()[-1] == "1.5"
 
 
+def test_the_producers_user_may_not_ask_the_workers_and_is_told_in_one_line(
+    stack: Stack
+) -> None:
+    """--require-worker uses Celery's remote control, which the producer's role may not
+    (it could command the workers): exit 7, naming the permissions, nothing sent."""
+    out = stack.make("produce", "ARGS=unique_magic_task 1 2 3 --require-worker")
+    assert out.returncode != 0
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "refused Celery's remote control" in errors[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_containers_talk_only_on_the_stacks_network(stack: Stack) -> None:
     network = f"{stack.project}_tasks"
     for container in stack.containers():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.processes import PRODUCER_DIR, ROOT, Worker, clean_env, run_producer
 from tests.conftest import Broker
+from tests.test_broker_unreachable import unreachable_env
 from tests.test_contract_skew import skewed_clone
 
 DIGITS = "    def run(self, a: float, b: float, digits: int = 3) -> float:"
@@ -92,3 +93,9 @@ def test_readme_change_a_contract_safely_commands_run_as_written(
                              env=clean_env(broker_env), capture_output=True, text=True,
                              timeout=120)
         assert out.returncode == 0, (command, out.stderr)
+
+
+def test_status_without_a_broker_is_exit_5_in_one_line() -> None:
+    out = status(unreachable_env("3"))
+    assert out.returncode == 5 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("error: ")
