@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.services import DEFAULTS, RabbitMQ, Services, running
+from harness.services import DEFAULTS, RabbitMQ, Services, ServiceUnavailable, running
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")
@@ -723,7 +723,11 @@ def cli(argv: list[str]) -> int:
     if args.docs:
         write_docs(json.loads((RESULTS / "latest.json").read_text()))
         return 0
-    return one(args.one) if args.one else main()
+    try:
+        return one(args.one) if args.one else main()
+    except ServiceUnavailable as exc:  # no engine for the containers: say so in one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Its verdicts on issue 7's targets are checked on made-up rows."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,14 @@ def test_bench_single_call_met_under_a_floor_above_1_ms_says_only_met() -> None:
     single = targets(rows(ours, floor_ms=1.02))[-1]  # noise between two measurements
     assert (single["met"], single["reachable"]) == (True, False)
     assert verdict_line(single) == "single call p50: 0.98 ms, target <= 1 ms: met"
+
+
+def test_bench_without_its_services_is_one_line() -> None:
+    """No Docker engine for the containers it needs: one line, exit 1, no traceback."""
+    env = {**os.environ, "HARNESS_SERVICES": "containers",
+           "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+           "BENCH_RESULTS": "/nonexistent/results"}
+    out = subprocess.run([sys.executable, "-m", "bench"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("error: ") and len(out.stderr.splitlines()) == 1, out.stderr
