@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery, Task
 
+from .core import tracing
 from .core.contract import check_implementation, is_contract_class
 from .core.results import ReplyQueueBackend
 from .core.topology import declare_topology, task_queue
@@ -28,8 +29,8 @@ class ContractApp(Celery):
         """`rpc://` is Celery's rpc backend, minus its reply-queue declaration per call."""
         url = self.conf.result_backend
         if isinstance(url, str) and url.partition("://")[0].lower() == "rpc":
-            return ReplyQueueBackend(app=self, url=url)
-        return super()._get_backend()
+            return tracing.traced_replies(ReplyQueueBackend(app=self, url=url))
+        return tracing.traced_replies(super()._get_backend())
 
     def worker_main(self, argv: Sequence[str] | None = None) -> None:
         args = list(argv or [])
@@ -39,6 +40,10 @@ class ContractApp(Celery):
             if is_contract_class(type(task)):
                 check_implementation(type(task))
         declare_topology(self)
+        from .rabbitmq_config import SETTINGS
+        from .worker import observe  # metrics and traces, as the settings ask
+
+        observe.start(self, SETTINGS)
         super().worker_main(args)
 
 

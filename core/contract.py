@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import time
 import typing
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -19,6 +20,7 @@ from typing import Any, ClassVar, TypeGuard
 from celery import Task
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from . import tracing
 from .errors import (
     BadArguments,
     ContractMismatch,
@@ -37,6 +39,9 @@ CONSUMER_TIMEOUT = 1800
 #: RabbitMQ 4.x refuses messages over 16 MiB by default (its max_message_size; 3.x: 128
 #: MiB); CELERY_TASKS_MAX_MESSAGE_SIZE says what the broker in use takes.
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: The header that holds when a call was published, in seconds since the epoch: the
+#: worker's queue wait (celery_tasks.worker.observe).
+PUBLISHED_AT = "published_at"
 #: Room kept in a message for its headers (the contract's, Celery's, argument reprs).
 HEADER_ROOM = 64 * 1024
 
@@ -98,7 +103,9 @@ class Contract(Task):
         """
         checked_args, checked_kwargs = check_call(type(self).contract, args or (), kwargs or {},
                                                   limit=payload_limit(self.app))
-        options["headers"] = {**contract_headers(type(self)), **(options.get("headers") or {})}
+        options["headers"] = {**contract_headers(type(self)), **(options.get("headers") or {}),
+                              PUBLISHED_AT: time.time()}
+        tracing.tracer()  # set up once: Celery's publish is then traced, if asked for
         try:
             return super().apply_async(checked_args, checked_kwargs, **options)
         except Exception as exc:  # the broker's message size limit is lower than ours

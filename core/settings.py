@@ -40,13 +40,21 @@ DEFAULTS: dict[str, str] = {
     "BROKER_TLS_CA_FILE": "",
     "BROKER_TLS_CERT_FILE": "",
     "BROKER_TLS_KEY_FILE": "",
+    # Telemetry (core/tracing.py, worker/metrics.py): off unless set.
+    "OTEL_TRACES_EXPORTER": "",
+    "OTEL_SDK_DISABLED": "false",
+    "CELERY_TASKS_TRACES_FILE": "",
+    "CELERY_TASKS_METRICS_PORT": "",
+    "CELERY_TASKS_METRICS_ADDRESS": "127.0.0.1",
 }
+#: Span exporters OTEL_TRACES_EXPORTER may name (a comma-separated list); "none" is off.
+TRACES_EXPORTERS = ("otlp", "console")
 #: The article's name for the password, accepted as an alias of RABBITMQ_PASSWORD.
 ALIASES = {"RABBITMQ_PWD": "RABBITMQ_PASSWORD"}
 #: Keys a `.env` may hold for other tools (docker-compose) without being an error.
 FOREIGN_KEYS = frozenset(
     {"PYTHON_IMAGE", "RABBITMQ_IMAGE", "COMPOSE_PROJECT_NAME", "RABBITMQ_MANAGEMENT_PORT",
-     "FLOWER_PORT", "RABBITMQ_ERLANG_COOKIE",
+     "FLOWER_PORT", "PROMETHEUS_PORT", "PROMETHEUS_IMAGE", "RABBITMQ_ERLANG_COOKIE",
      *(f"RABBITMQ_{role}_{key}" for role in ("ADMIN", "PRODUCER", "WORKER")
        for key in ("USER", "PASSWORD"))}
 )
@@ -79,6 +87,13 @@ class Settings:
     broker_nodes: tuple[str, ...] = ()
     #: The type of the queues results come back to: quorum where they must survive a node.
     reply_queue_type: str = "classic"
+    #: Where spans go: OTEL_TRACES_EXPORTER's exporters, and "file" for
+    #: CELERY_TASKS_TRACES_FILE; empty: tracing is off (and costs nothing).
+    traces_exporters: tuple[str, ...] = ()
+    traces_file: str = ""
+    #: The port a worker serves Prometheus metrics on (0: none), and the address it binds.
+    metrics_port: int = 0
+    metrics_address: str = "127.0.0.1"
 
     @property
     def uses_tls(self) -> bool:
@@ -134,6 +149,9 @@ def _read_env_file(path: Path) -> dict[str, str]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     known = DEFAULTS.keys() | ALIASES.keys() | FOREIGN_KEYS | {ENV_FILE_VARIABLE}
     for key in values:
+        if key.startswith("OTEL_") and key not in known:
+            raise ConfigError(f"{key} in {path}: the OpenTelemetry SDK reads it from the "
+                              "environment only; set it there")
         if key not in known:
             raise ConfigError(
                 f"unknown setting {key} in {path}: known settings are {', '.join(DEFAULTS)}"
@@ -315,6 +333,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             "CELERY_RESULT_BACKEND must be a URL such as rpc://, redis://host:6379/0 or "
             f"db+postgresql+psycopg://user@host/db, got {maybe_sanitize_url(backend)!r}")
+    exporters, traces_file = _traces(raw)
+    metrics_port = raw["CELERY_TASKS_METRICS_PORT"].strip()
     return Settings(
         rabbitmq_host=host,
         rabbitmq_port=port,
@@ -335,4 +355,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         broker_url_given=bool(raw["CELERY_BROKER_URL"]),
         broker_nodes=nodes,
         reply_queue_type=reply_queue_type,
+        traces_exporters=exporters,
+        traces_file=traces_file,
+        metrics_port=int(_number("CELERY_TASKS_METRICS_PORT", metrics_port, low=1, high=65535,
+                                 integer=True)) if metrics_port else 0,
+        metrics_address=raw["CELERY_TASKS_METRICS_ADDRESS"].strip() or "127.0.0.1",
     )
+
+
+def _traces(raw: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+    """The span exporters the OpenTelemetry variables ask for, and the traces file."""
+    if _flag("OTEL_SDK_DISABLED", raw["OTEL_SDK_DISABLED"]):
+        return (), ""
+    names = [n.strip().lower() for n in raw["OTEL_TRACES_EXPORTER"].split(",") if n.strip()]
+    unknown = [n for n in names if n not in (*TRACES_EXPORTERS, "none")]
+    if unknown:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER may name {', '.join(TRACES_EXPORTERS)} or none, "
+                          f"got {unknown[0]!r}")
+    exporters = [n for n in names if n != "none"]
+    traces_file = raw["CELERY_TASKS_TRACES_FILE"].strip()
+    if traces_file:
+        if not Path(traces_file).parent.is_dir():
+            raise ConfigError(f"CELERY_TASKS_TRACES_FILE names {traces_file}, whose folder "
+                              "does not exist")
+        exporters.append("file")
+    return tuple(dict.fromkeys(exporters)), traces_file

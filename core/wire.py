@@ -4,13 +4,15 @@
 py-amqp encodes every header of every message in Python, and a Celery task message carries
 about twenty (plus the contract's): most of a publish. `MessageFactory` encodes what the
 messages of one task share once, with py-amqp's own encoder; each message adds only its
-task id, correlation id and argument reprs. The messages are ordinary Celery task messages,
+task id, correlation id, argument reprs and publish time (`published_at`, seconds since
+the epoch: a worker's queue wait). The messages are ordinary Celery task messages,
 carrying the contract headers: any worker runs them.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from struct import pack
 from typing import Any
@@ -19,9 +21,11 @@ import amqp
 from amqp.serialization import dumps
 from celery import states
 
-from .contract import contract_headers
+from .contract import PUBLISHED_AT, contract_headers
 
 __all__ = ["MessageFactory", "Prepared", "message_factory", "reply_outcome"]
+
+_PUBLISHED_AT_KEY = bytes([len(PUBLISHED_AT)]) + PUBLISHED_AT.encode() + b"d"
 
 
 class Prepared(amqp.Message):
@@ -56,7 +60,8 @@ class MessageFactory:
     def message(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Prepared:
         variable = b"".join((_text_item(b"id", task_id), _text_item(b"root_id", task_id),
                              _text_item(b"argsrepr", repr(args)[:1024]),
-                             _text_item(b"kwargsrepr", repr(kwargs)[:1024])))
+                             _text_item(b"kwargsrepr", repr(kwargs)[:1024]),
+                             _PUBLISHED_AT_KEY, pack(">d", time.time())))
         table = pack(">I", len(self.constant_items) + len(variable))
         properties = b"".join((self.prefix, table, self.constant_items, variable,
                                self.after_table, _shortstr(task_id), self.reply_to))
@@ -64,13 +69,15 @@ class MessageFactory:
         return Prepared(body, properties)
 
 
-def message_factory(task: Any, reply_to: str | None) -> MessageFactory:
+def message_factory(task: Any, reply_to: str | None,
+                    extra: Mapping[str, str] | None = None) -> MessageFactory:
     """The messages of `task`, replying to `reply_to`: Celery builds one message, whose
-    headers and embedded options every message reuses."""
+    headers and embedded options every message reuses. `extra` headers (a trace context)
+    go in every message too."""
     template, props, (_, _, embed), _ = task.app.amqp.create_task_message(
         "template", task.name, (), {}, reply_to=reply_to,
         time_limit=task.time_limit, soft_time_limit=task.soft_time_limit)
-    return MessageFactory({**template, **contract_headers(type(task).contract)},
+    return MessageFactory({**template, **contract_headers(type(task).contract), **(extra or {})},
                            props.get("reply_to") or "", embed)
 
 

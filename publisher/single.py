@@ -29,6 +29,7 @@ from amqp.exceptions import NotFound
 from kombu import Consumer
 from kombu.exceptions import OperationalError
 
+from ..core import tracing
 from ..core.contract import check_call, payload_limit
 from ..core.errors import BrokerUnreachable, TaskTimeout, message_refused
 from ..core.topology import declare_topology
@@ -66,7 +67,14 @@ def call(task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
     `BrokerUnreachable` if RabbitMQ stays away past it with the call unconfirmed.
     """
     args, kwargs = check_call(type(task).contract, args, kwargs, limit=payload_limit(task.app))
-    return line_for(task.app).call(task, args, kwargs, timeout)
+    line = line_for(task.app)
+    active = tracing.tracer()
+    if active is None:
+        return line.call(task, args, kwargs, timeout)
+    with tracing.sending(active, task) as sending:
+        outcome = line.call(task, args, kwargs, timeout, sending.headers)
+        sending.sent(outcome[0], outcome[1])
+        return outcome
 
 
 _lines = threading.local()
@@ -111,10 +119,14 @@ class Line:
         self.outcome: tuple[str, Any] | None = None
 
     def call(self, task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
-             timeout: float | None) -> tuple[str, str, Any]:
+             timeout: float | None,
+             trace: Mapping[str, str] | None = None) -> tuple[str, str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        factory = self.factories.get(task.name)
-        if factory is None:
+        if trace:  # a traced call: its own trace context among the shared headers
+            factory = message_factory(task, self.reply.name, trace)
+        elif task.name in self.factories:
+            factory = self.factories[task.name]
+        else:
             factory = self.factories[task.name] = message_factory(task, self.reply.name)
         self.current = task_id = str(uuid.uuid4())
         self.confirmed = self.refused = self.returned = False

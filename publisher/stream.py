@@ -33,6 +33,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import ResultSet
 from kombu import Consumer
 
+from ..core import tracing
 from ..core.contract import check_call, payload_limit
 from ..core.errors import (
     BadArguments,
@@ -206,6 +207,7 @@ class _Stream:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         if reply_to is None and self.rpc and wait:
             reply_to = self.reply.name
+        self.reply_to = reply_to
         self.messages = message_factory(task, reply_to)
 
     def left(self, cap: float) -> float:
@@ -213,6 +215,19 @@ class _Stream:
         return left(self.deadline, cap)
 
     def run(self) -> StreamOutcome:
+        active = tracing.tracer()
+        if active is None:
+            return self._run()
+        with tracing.sending(active, self.task, batch=True) as sending:
+            # One trace for the batch: every message carries this span's context.
+            self.messages = message_factory(self.task, self.reply_to, sending.headers)
+            report = self._run()
+            sending.span.set_attribute(tracing.ATTRIBUTE["batch_size"], report.sent)
+            if (self.wait and report.pending_ids) or report.errors:
+                tracing.set_outcome(sending.span, "incomplete")
+            return report
+
+    def _run(self) -> StreamOutcome:
         probe = self.app.connection_for_write()
         errors, channel_errors = probe.connection_errors, probe.channel_errors
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import amqp
@@ -28,13 +29,18 @@ def decoded(encoded: bytes) -> dict:
 def test_prepared_messages_carry_exactly_what_py_amqp_would_encode(reply_to: str) -> None:
     factory = MessageFactory(HEADERS, reply_to, {"callbacks": None})
     args, kwargs = [1, "two ü"], {"b": 2.5}
+    before = time.time()
     ours = factory.message("task-1", args, kwargs)
+    mine = decoded(ours._serialize_properties())
+    published_at = mine["application_headers"]["published_at"]
+    assert before <= published_at <= time.time()  # when it was made: the queue wait's start
     theirs = amqp.Message(
         b"", content_type="application/json", content_encoding="utf-8", delivery_mode=2,
         priority=0, correlation_id="task-1", reply_to=reply_to,
         application_headers={**HEADERS, "id": "task-1", "root_id": "task-1",
-                             "argsrepr": repr(args), "kwargsrepr": repr(kwargs)})
-    assert decoded(ours._serialize_properties()) == decoded(theirs._serialize_properties())
+                             "argsrepr": repr(args), "kwargsrepr": repr(kwargs),
+                             "published_at": published_at})
+    assert mine == decoded(theirs._serialize_properties())
     assert json.loads(ours.body) == [args, kwargs, {"callbacks": None}]
 
 

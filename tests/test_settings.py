@@ -274,3 +274,43 @@ def test_reply_queues_are_quorum_queues_on_a_cluster(env: dict[str, str], expect
 def test_a_bad_reply_queue_type_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="CELERY_TASKS_REPLY_QUEUE_TYPE"):
         load_settings({"CELERY_TASKS_REPLY_QUEUE_TYPE": "stream", "CELERY_TASKS_ENV_FILE": ""})
+
+
+def test_telemetry_is_off_unless_asked_for() -> None:
+    s = load_settings({"CELERY_TASKS_ENV_FILE": ""})
+    assert (s.traces_exporters, s.metrics_port, s.metrics_address) == ((), 0, "127.0.0.1")
+
+
+def test_traces_follow_the_standard_variables_and_the_file(tmp_path: Path) -> None:
+    spans = str(tmp_path / "spans.jsonl")
+    s = load_settings({"CELERY_TASKS_ENV_FILE": "", "OTEL_TRACES_EXPORTER": "OTLP, console",
+                       "CELERY_TASKS_TRACES_FILE": spans})
+    assert (s.traces_exporters, s.traces_file) == (("otlp", "console", "file"), spans)
+    assert load_settings({"CELERY_TASKS_ENV_FILE": "",
+                          "OTEL_TRACES_EXPORTER": "none"}).traces_exporters == ()
+    off = load_settings({"CELERY_TASKS_ENV_FILE": "", "OTEL_TRACES_EXPORTER": "otlp",
+                         "CELERY_TASKS_TRACES_FILE": spans, "OTEL_SDK_DISABLED": "true"})
+    assert off.traces_exporters == ()  # the SDK's own off switch wins
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), [
+    ("OTEL_TRACES_EXPORTER", "zipkin", "OTEL_TRACES_EXPORTER may name otlp, console or none"),
+    ("OTEL_SDK_DISABLED", "maybe", "OTEL_SDK_DISABLED must be true or false"),
+    ("CELERY_TASKS_METRICS_PORT", "0", "CELERY_TASKS_METRICS_PORT"),
+    ("CELERY_TASKS_METRICS_PORT", "http", "CELERY_TASKS_METRICS_PORT"),
+])
+def test_bad_telemetry_settings_name_the_variable(variable: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        load_settings({"CELERY_TASKS_ENV_FILE": "", variable: value})
+
+
+def test_a_metrics_port_and_address() -> None:
+    s = load_settings({"CELERY_TASKS_ENV_FILE": "", "CELERY_TASKS_METRICS_PORT": "9808",
+                       "CELERY_TASKS_METRICS_ADDRESS": "0.0.0.0"})
+    assert (s.metrics_port, s.metrics_address) == (9808, "0.0.0.0")
+
+
+def test_an_sdk_variable_in_dotenv_is_refused_saying_where_it_goes(tmp_path: Path) -> None:
+    (tmp_path / "env").write_text("OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318\n")
+    with pytest.raises(ConfigError, match="reads it from the environment only"):
+        load_settings({"CELERY_TASKS_ENV_FILE": str(tmp_path / "env")})

@@ -39,6 +39,7 @@ from ..core.discovery import COMMAND
 from ..core.fingerprint import describe_contract, fingerprint
 from ..core.topology import declare_delay_exchanges
 from ..core.version import pinned_commit
+from . import observe
 
 __all__ = ["ClusterDelayedDelivery", "ContractConsumer"]
 
@@ -83,6 +84,8 @@ class ContractConsumer(Consumer):
         logger.error("dead-lettered a message from queue %s (task %s, id %s): %s", queue,
                      headers.get("task", "?"), headers.get("id", "?"), reason)
         message.reject_log_error(logger, self.connection_errors)
+        observe.dead_lettered(str(headers.get("task", "?")), headers.get("id"), headers,
+                              _reason(reason))
         task_id, reply_to = headers.get("id"), message.properties.get("reply_to")
         if task_id and reply_to and error is not None:
             request = AttributeDict(
@@ -108,3 +111,12 @@ class ContractConsumer(Consumer):
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         self._dead_letter(message, f"invalid task message: {exc}", exc)
+
+
+def _reason(text: str) -> str:
+    """The dead-letter reason a log line stands for, as metrics label it."""
+    for prefix, reason in (("cannot decode", "undecodable"), ("not a Celery", "not_a_task"),
+                           ("unknown task", "unknown_task")):
+        if text.startswith(prefix):
+            return reason
+    return "invalid"

@@ -11,38 +11,84 @@ messages again. Celery marks such a request cancelled only after it has sent a R
 state, which fails while the broker is away; the stopped task then counted as revoked,
 and its caller got `TaskRevokedError: terminated` although the task was about to run
 again. Here the request is marked cancelled first.
+
+Each settled message is counted here, in the worker's main process, when metrics are on,
+and a message rejected without requeue is traced as dead-lettered (worker/observe.py).
 """
 
 from __future__ import annotations
 
+from time import time
 from typing import Any
 
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import Retry, TimeLimitExceeded
 from celery.worker.request import Request
+
+from . import observe
 
 
 class ContractRequest(Request):
     """A Celery request that dead-letters, rather than requeues, a hard-timed-out task."""
 
     _timed_out = False
+    _outcome = "failure"
+    _counted = False
+
+    def on_accepted(self, pid: int, time_accepted: float) -> None:
+        super().on_accepted(pid, time_accepted)
+        metrics = observe.metrics()
+        if metrics is not None and self.time_start is not None:
+            metrics.started(self._request_dict, self.time_start)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if not soft:
             self._timed_out = True
+            self._settled("timeout")
         super().on_timeout(soft, timeout)
+
+    def acknowledge(self) -> None:
+        # Late acknowledgement: a task that ran without error (Celery's worker replaces
+        # on_success with its own, which acknowledges; a failure or retry counted first).
+        self._settled("success")
+        super().acknowledge()
+
+    def on_retry(self, exc_info: Any) -> None:
+        self._settled("retry")
+        super().on_retry(exc_info)
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True,
                    return_ok: bool = False) -> None:
         exc = exc_info.exception
-        if isinstance(exc, TimeLimitExceeded) or isinstance(
-            getattr(exc, "exc", None), TimeLimitExceeded  # billiard's ExceptionWithTraceback
-        ):
+        inner = getattr(exc, "exc", exc)  # billiard's ExceptionWithTraceback
+        if isinstance(inner, TimeLimitExceeded):
             self._timed_out = True
+        if not isinstance(inner, Retry):  # on_retry counts a retry
+            self._settled(observe.outcome_of(inner))
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def _settled(self, outcome: str) -> None:
+        """Count the message's outcome, once (a hard time limit is also a lost worker)."""
+        if self._counted:
+            return
+        self._counted, self._outcome = True, outcome
+        metrics = observe.metrics()
+        if metrics is not None:
+            # From the pool's start to now: the run, and the result sent back.
+            runtime = None if self.time_start is None else max(0.0, time() - self.time_start)
+            metrics.settled(outcome, self._request_dict, runtime)
+
+    def _announce_revoked(self, *args: Any, **kwargs: Any) -> None:
+        self._settled("revoked")  # acknowledged, never run
+        super()._announce_revoked(*args, **kwargs)
 
     def _announce_cancelled(self, emit_retry: bool = True) -> None:
         self._already_cancelled = True  # before the RETRY state, which may not get through
         super()._announce_cancelled(emit_retry=emit_retry)
 
     def reject(self, requeue: bool = False) -> None:
-        super().reject(requeue=requeue and not self._timed_out)
+        requeue = requeue and not self._timed_out
+        if not requeue and not self.acknowledged and self.app.conf.get(
+                "celery_tasks_dead_letter", True):  # (the embedded broker drops it)
+            observe.dead_lettered(self.name, self.id, self._request_dict, self._outcome)
+        super().reject(requeue=requeue)
+
