@@ -10,6 +10,7 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
+from celery_tasks.core import tracing
 from celery_tasks.core.broker import check_result_backend, load_result_backend, wait_for_broker
 from celery_tasks.core.cli import OneLineParser, exit_codes_epilog, positive_int, run_cli
 from celery_tasks.core.contract import Contract, check_call, describe, payload_limit
@@ -55,6 +56,7 @@ EXAMPLES = """examples:
   python -m producer unique_magic_task 1 2 3 --then count_primes --then divide 2
                       # a chain: each result is the first argument of the next step (1.5)
   python -m producer unique_magic_task 1 2 3 --require-worker  # only if a worker can run it
+  python -m producer count_primes 1000 --count 500 --metrics -  # and its Prometheus metrics
   python -m producer --list
 """
 
@@ -73,6 +75,7 @@ class ProducerArgs:
     result_id: str | None = None
     then: tuple[tuple[str, ...], ...] = ()
     require_worker: bool = False
+    metrics: str | None = None
 
     @classmethod
     def from_cli(cls, argv: list[str] | None = None) -> ProducerArgs:
@@ -104,6 +107,9 @@ class ProducerArgs:
         parser.add_argument("--require-worker", action="store_true",
                             help="first ask the task's live workers (remote control) and "
                             "send nothing, exit 14, unless one can run the call")
+        parser.add_argument("--metrics", metavar="DEST", type=_destination,
+                            help="the batch's Prometheus metrics: - prints them after the "
+                            "summary, an http(s):// URL pushes them to that Pushgateway")
         parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
         parser.add_argument("--list", dest="list_tasks", action="store_true",
                             help="list every contract with its signature and queue")
@@ -126,8 +132,24 @@ class ProducerArgs:
             parser.error("--result takes only the task name and an id")
         if ns.list_tasks and ns.require_worker:
             parser.error("--require-worker goes with a call, not with --list")
+        if ns.metrics and (ns.list_tasks or ns.result_id or ns.no_wait or ns.then):
+            parser.error("--metrics goes with a call or a --count batch, not with --list, "
+                         "--result, --no-wait or --then")
+        if ns.metrics == "-" and ns.json:
+            parser.error("--metrics - and --json both print to stdout: push the metrics to a "
+                         "URL, or drop one")
         return cls(ns.task, ns.args, ns.count, timeout, ns.json, ns.list_tasks, ns.no_wait,
-                   ns.result_id, tuple(tuple(step) for step in ns.then), ns.require_worker)
+                   ns.result_id, tuple(tuple(step) for step in ns.then), ns.require_worker,
+                   ns.metrics)
+
+
+def _destination(text: str) -> str:
+    from .metrics import check_destination
+
+    try:
+        return check_destination(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _print_json(data: Any) -> None:
@@ -160,15 +182,28 @@ def _summary(report: CountReport) -> str:
 
 def _batch(task: Any, call: tuple[list[Any], dict[str, Any]], args: ProducerArgs) -> int:
     bar = ProgressBar(args.count, enabled=sys.stdout.isatty() and not args.json)
+    metrics = None
+    if args.metrics:
+        from .metrics import BatchMetrics
+
+        metrics = BatchMetrics(task)
+
+    def settled(outcome: Outcome) -> None:
+        bar.advance(outcome.ok)
+        if metrics is not None:
+            metrics.add(outcome)
+
     try:
-        report = send_count(task, call, args.count, args.timeout,
-                            on_outcome=lambda o: bar.advance(o.ok))
+        report = send_count(task, call, args.count, args.timeout, on_outcome=settled)
     finally:
         bar.close()
     if args.json:
         _print_json(report.as_json())
     else:
         print(_summary(report))
+    if metrics is not None and args.metrics:
+        metrics.finish(report)
+        metrics.emit(args.metrics)
     if report.pending_ids or report.unsent:
         pending = report.pending_ids
         named = ", ".join(pending[:3]) + (f" and {len(pending) - 3} more" if len(pending) > 3
@@ -278,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         _contract(name)
     from celery_tasks.rabbitmq_config import SETTINGS  # reads the settings, once
 
+    tracing.configure(SETTINGS, "producer")  # traces, if the settings ask for them
+
     if args.result_id is not None:
         return _fetch(contract, args, SETTINGS)
     from celery_tasks.utils import create_worker_from  # imports the Celery settings
@@ -306,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if steps:
         return _chain(steps, args)
-    if args.count > 1:
+    if args.count > 1 or args.metrics:
         return _batch(task, call, args)
     return _report(task.name, send(task, *call, timeout=args.timeout), args.json)
 
