@@ -8,14 +8,17 @@ PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUBMODULE := git -c protocol.file.allow=always submodule
 REQUIREMENTS := requirements-dev.txt celery_tasks/requirements.txt \
-	celery_tasks/requirements-redis.txt celery_tasks/requirements-postgres.txt producer/requirements.txt \
+	celery_tasks/requirements-redis.txt celery_tasks/requirements-postgres.txt \
+	celery_tasks/requirements-tracing.txt celery_tasks/requirements-metrics.txt producer/requirements.txt \
 	consumer/requirements.txt producer/celery_tasks/requirements.txt \
 	consumer/celery_tasks/requirements.txt
 TASK ?= unique_magic_task
 ARGS ?= unique_magic_task 1 2 3
 COMPOSE ?= docker-compose
 # CLUSTER=1: the stack on three clustered RabbitMQ nodes (docker-compose.cluster.yml).
-STACK := $(COMPOSE)$(if $(filter 1 yes true,$(CLUSTER)), -f docker-compose.cluster.yml)
+# MONITORING=1: with the `monitoring` profile too (Flower, and Prometheus on 127.0.0.1:9090).
+STACK := $(COMPOSE)$(if $(filter 1 yes true,$(CLUSTER)), -f docker-compose.cluster.yml)$(if \
+	$(filter 1 yes true,$(MONITORING)), --profile monitoring)
 ENGINE_DIR ?= /var/tmp/celery-tasks-engine
 # No DOCKER_HOST and no system engine, but `make engine` is running: every target uses it.
 ifeq ($(origin DOCKER_HOST),undefined)
@@ -117,7 +120,7 @@ export: ## write the three standalone repos (bare) to DEST=folder
 env: ## create .env, or add the keys it lacks, from .env.example (random passwords)
 	@bash scripts/make-env.sh
 
-up: init env ## build, start RabbitMQ (CLUSTER=1: three nodes) and one worker per queue, wait
+up: init env ## build, start RabbitMQ (CLUSTER=1: three nodes), a worker per queue (MONITORING=1: Prometheus, Flower), wait
 	CONSUMER_CELERY_TASKS_COMMIT=$$(git -C consumer/celery_tasks rev-parse --short=12 HEAD) \
 	PRODUCER_CELERY_TASKS_COMMIT=$$(git -C producer/celery_tasks rev-parse --short=12 HEAD) \
 		$(STACK) --profile tools build

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build offline stand-ins for the public base images from Debian packages, with no image
 # registry: python:3.11-slim (bookworm's python3), rabbitmq:4.3-management (sid's
-# rabbitmq-server 4.3), and redis:7 and postgres:15 (bookworm's) for the harness's services.
+# rabbitmq-server 4.3), redis:7 and postgres:15 (bookworm's) for the harness's services, and
+# prom/prometheus:v2.42.0 (bookworm's prometheus) for the compose stack's monitoring profile.
 #
 #   eval "$(docker/engine.sh start DIR)"     # or any engine in DOCKER_HOST
-#   docker/build-stand-ins.sh [--force] [--refresh-rootfs] [--also-tag-official] [python|rabbitmq|redis|postgres ...]
+#   docker/build-stand-ins.sh [--force] [--refresh-rootfs] [--also-tag-official] [python|rabbitmq|redis|postgres|prometheus ...]
 #
 # Steps: debootstrap --variant=minbase of each suite (cached as a tarball) -> docker import
 # -> docker build --network host of docker/stand-ins/NAME. Prints the tags and
@@ -25,21 +26,27 @@ log() { echo "$PROG: $*" >&2; }
 PREFIX=${TAG_PREFIX:-celery-tasks}
 # name -> the public image it stands in for; name -> the suite and packages of its rootfs
 declare -A OFFICIAL=([python]=python:3.11-slim [rabbitmq]=rabbitmq:4.3-management
-                     [redis]=redis:7 [postgres]=postgres:15)
-# redis and postgres share python's rootfs and install their package in the image build.
-declare -A SUITE=([python]=bookworm [rabbitmq]=sid [redis]=bookworm [postgres]=bookworm)
+                     [redis]=redis:7 [postgres]=postgres:15
+                     [prometheus]=prom/prometheus:v2.42.0)
+# redis, postgres and prometheus share python's rootfs and install their package in the
+# image build.
+declare -A SUITE=([python]=bookworm [rabbitmq]=sid [redis]=bookworm [postgres]=bookworm
+                  [prometheus]=bookworm)
 declare -A INCLUDE=([python]=ca-certificates [rabbitmq]=ca-certificates,rabbitmq-server
-                    [redis]=ca-certificates [postgres]=ca-certificates)
+                    [redis]=ca-certificates [postgres]=ca-certificates
+                    [prometheus]=ca-certificates)
 declare -A VARIABLE=([python]=PYTHON_IMAGE [rabbitmq]=RABBITMQ_IMAGE
-                     [redis]=HARNESS_REDIS_IMAGE [postgres]=HARNESS_POSTGRES_IMAGE)
+                     [redis]=HARNESS_REDIS_IMAGE [postgres]=HARNESS_POSTGRES_IMAGE
+                     [prometheus]=PROMETHEUS_IMAGE)
 
 usage() {
     cat <<USAGE
-usage: $PROG [--force] [--refresh-rootfs] [--also-tag-official] [python|rabbitmq|redis|postgres ...]
+usage: $PROG [--force] [--refresh-rootfs] [--also-tag-official] [python|rabbitmq|redis|postgres|prometheus ...]
   Builds into the engine named by DOCKER_HOST (see docker/engine.sh env DIR):
     $PREFIX/python:3.11-slim          (bookworm: python3 venv at /usr/local, host CA, pip config)
     $PREFIX/rabbitmq:4.3-management   (sid: rabbitmq-server 4.3, management and Prometheus plugins)
     $PREFIX/redis:7, $PREFIX/postgres:15  (bookworm: redis-server 7.0, postgresql-15)
+    $PREFIX/prometheus:v2.42.0        (bookworm: prometheus 2.42 and promtool)
   --force              rebuild the stand-ins even if the tags exist (reuses the rootfs)
   --refresh-rootfs     re-run debootstrap and re-import the rootfs (implies --force)
   --also-tag-official  also tag the results with the public names (python:3.11-slim, ...)
@@ -54,19 +61,20 @@ while [[ $# -gt 0 ]]; do
         --force) FORCE=1 ;;
         --refresh-rootfs) REFRESH=1 FORCE=1 ;;
         --also-tag-official) TAG_OFFICIAL=1 ;;
-        python|rabbitmq|redis|postgres) WANT+=("$1") ;;
+        python|rabbitmq|redis|postgres|prometheus) WANT+=("$1") ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
     shift
 done
-[[ ${#WANT[@]} -gt 0 ]] || WANT=(python rabbitmq redis postgres)
+[[ ${#WANT[@]} -gt 0 ]] || WANT=(python rabbitmq redis postgres prometheus)
 
 CACHE=${CELERY_TASKS_DOCKER_CACHE:-/var/tmp/celery-tasks-docker-cache}
 CA_BUNDLE=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 TIMINGS=()
 
-tag_of() { local official=${OFFICIAL[$1]}; echo "$PREFIX/$official"; }
+# prom/prometheus:v2.42.0 -> $PREFIX/prometheus:v2.42.0 (the official name without its owner)
+tag_of() { local official=${OFFICIAL[$1]}; echo "$PREFIX/${official##*/}"; }
 
 # ---------------------------------------------------------------- preflight
 command -v docker >/dev/null || die "docker CLI not found (run docker/engine.sh start DIR first)"

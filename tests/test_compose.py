@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from harness.compose import PASSWORDS, WORKERS, Stack, free_port
 from harness.processes import ROOT
+from tests.conftest import fail_or_skip
 
 # The first test builds the images (`make up`): on a machine with a cold image cache,
 # pip inside the image build alone can take longer than the suite's 300 s per test.
@@ -158,6 +160,67 @@ def test_flower_runs_behind_the_monitoring_profile(stack: Stack) -> None:
     (flower,) = stack.containers("flower")
     logs = flower.logs().decode(errors="replace")
     assert not any(password in logs for password in PASSWORDS.values())
+
+
+#: docker-compose.yml's Prometheus image when PROMETHEUS_IMAGE is unset (`make engine` builds
+#: a stand-in under this name on hosts without a registry).
+PROMETHEUS_IMAGE = "prom/prometheus:v2.42.0"
+
+
+def prometheus(port: int, path: str, **params: str) -> Any:
+    """The `data` of Prometheus's HTTP API answer at /api/v1/PATH."""
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/{path}{query}",
+                                timeout=5) as r:
+        return json.loads(r.read().decode())["data"]
+
+
+def wait_for_targets(port: int, services: set[str], timeout: float = 90) -> list[dict[str, Any]]:
+    """Prometheus's active targets, once `services` each have a worker target and every
+    target is up (or as they are after `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            targets: list[dict[str, Any]] = prometheus(port, "targets")["activeTargets"]
+        except OSError:  # not listening yet
+            targets = []
+        found = {t["labels"].get("service") for t in targets if t["labels"]["job"] == "workers"}
+        ready = services <= found and all(t["health"] == "up" for t in targets)
+        if ready or time.monotonic() > deadline:
+            return targets
+        time.sleep(2)
+
+
+def test_prometheus_scrapes_every_worker_container_and_rabbitmqs_queue_depths(
+    stack: Stack
+) -> None:
+    """`make up MONITORING=1`: the monitoring profile's Prometheus finds each worker container
+    by its service's name (a scaled service: each replica) and RabbitMQ's plugin, and has
+    every one up."""
+    image = stack.env.get("PROMETHEUS_IMAGE", PROMETHEUS_IMAGE)
+    if not stack.client.images.list(name=image):
+        fail_or_skip(f"image {image} is missing (run 'make engine')")
+    port = free_port()
+    env = {**stack.env, "PROMETHEUS_PORT": str(port), "FLOWER_PORT": str(free_port())}
+    up = subprocess.run(["make", "--no-print-directory", "up", "MONITORING=1"], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=900)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+
+    targets = wait_for_targets(port, set(WORKERS))
+    down = {t["scrapeUrl"]: t["lastError"] for t in targets if t["health"] != "up"}
+    assert targets and not down, down
+    for service in WORKERS:
+        scraped = [t["scrapeUrl"] for t in targets if t["labels"].get("service") == service]
+        assert len(scraped) == len(stack.containers(service)), (service, scraped)
+    jobs = {t["labels"]["job"] for t in targets}
+    assert jobs == {"rabbitmq", "rabbitmq-detailed", "workers"}
+
+    # A task queue's depth, as RabbitMQ's plugin reports it per queue.
+    (series,) = prometheus(port, "query",
+                           query='rabbitmq_detailed_queue_messages_ready{queue="count_primes"}'
+                           )["result"]
+    assert series["metric"]["job"] == "rabbitmq-detailed"
+    assert float(series["value"][1]) >= 0
 
 
 def test_compose_passwords_never_reach_the_logs(stack: Stack) -> None:
