@@ -382,6 +382,54 @@ def ours_on(name: str, broker: str) -> dict[str, Any]:
     return row
 
 
+#: Monitoring settings the `monitoring` rows run with: none (off, twice: the run's noise),
+#: the worker's metrics, and traces on both sides (written to a file) with the metrics.
+MONITORING = (("monitoring off", False, False), ("metrics on (worker)", True, False),
+              ("monitoring off, again", False, False),
+              ("traces (both sides) + metrics on", True, True))
+
+
+def ours_monitored(name: str, metrics: bool, traces: bool) -> dict[str, Any]:
+    """The single call and the batch path's end to end with monitoring off or on; off, also
+    what a call pays for it in this process (one look at a module global)."""
+    import tempfile
+    import timeit
+
+    from harness.compose import free_port
+
+    spans = Path(tempfile.mkdtemp()) / "spans.jsonl"
+    extra = {"CELERY_TASKS_METRICS_PORT": str(free_port())} if metrics else {}
+    if traces:
+        extra["CELERY_TASKS_TRACES_FILE"] = str(spans)
+    os.environ.update(env(**extra))
+    from celery_tasks.core import tracing
+    from celery_tasks.remote import remote
+    from celery_tasks.tasks import MagicCeleryTask
+    from celery_tasks.utils import create_worker_from
+
+    _, task = create_worker_from(MagicCeleryTask)
+    magic = remote(MagicCeleryTask.run)
+    calls: list[tuple[tuple[int, ...], dict[str, Any]]] = [((1, 2, i), {}) for i in range(N)]
+    argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
+    with worker(argv, ROOT / "consumer", " ready.", **extra):
+        row = {"name": name, **timed_rtt(lambda: magic(1, 2, 3))}
+        row["e2e_per_s"] = median_rate(lambda: batch(task, calls))
+    if not (metrics or traces):
+        row["off_ns_per_call"] = timeit.timeit(tracing.tracer, number=100_000) / 100_000 * 1e9
+    if traces:
+        row["spans_written"] = sum(1 for _ in spans.open())
+    return row
+
+
+def monitoring() -> list[dict[str, Any]]:
+    """`MONITORING`, each in a process of its own, with ratios to the first (off)."""
+    rows = [isolated("ours_monitored", *spec) for spec in MONITORING]
+    for row in rows[1:]:
+        row["ratio_e2e_vs_off"] = row["e2e_per_s"] / rows[0]["e2e_per_s"]
+        row["ratio_p50_vs_off"] = row["p50_ms"] / rows[0]["p50_ms"]
+    return rows
+
+
 def replication() -> list[dict[str, Any]]:
     """The same measurement on one RabbitMQ 4.3 node and on a three-node cluster (quorum
     queues with a member on each node), both in containers of the Docker engine."""
@@ -470,6 +518,7 @@ def measure() -> int:
     rows[-1] |= isolated("ours_delay")
     scale = [isolated("ours", k, False) for k in (1, 2, 4)]
     memory = memory_curve()
+    monitored = monitoring()
     replicated = replication()
     bare = next(r for r in rows if r["name"].startswith("bare Celery (reliable"))
     for row in rows:
@@ -486,7 +535,7 @@ def measure() -> int:
               "machine": machine(), "n": N, "runs": RUNS, "rtt_samples": RTT_SAMPLES,
               "rows": rows, "targets": targets(rows),
               "scale": [{"workers": r["workers"], "e2e_per_s": r["e2e_per_s"]} for r in scale],
-              "memory": memory, "replication": replicated,
+              "memory": memory, "replication": replicated, "monitoring": monitored,
               "group": {"n": GROUP_N, "bare_celery_per_s": bare["group_per_s"],
                         "ours_per_s": mine["group_per_s"],
                         "ratio": mine["group_per_s"] / bare["group_per_s"]},
@@ -607,8 +656,24 @@ def table(report: dict[str, Any]) -> str:
                  f"({three['ratio_e2e_vs_one_node']:.2f}x); single call p50 "
                  f"{one['p50_ms']:.2f} ms on one, {three['p50_ms']:.2f} ms on three "
                  f"({three['ratio_p50_vs_one_node']:.2f}x)")
+    lines.extend(f"monitoring: {line}" for line in monitoring_lines(report))
     lines.extend(f"target, {verdict_line(t)}" for t in report["targets"])
     return "\n".join(lines)
+
+
+def monitoring_lines(report: dict[str, Any]) -> list[str]:
+    """The monitoring rows against monitoring off, as table and docs say them (reports
+    written before they were measured have none)."""
+    rows = report.get("monitoring", [])
+    if not rows:
+        return []
+    off = rows[0]
+    lines = [f"off: e2e {off['e2e_per_s']:,.0f}/s, single call p50 {off['p50_ms']:.2f} ms; "
+             f"what a call pays for it off: {off['off_ns_per_call']:.0f} ns"]
+    lines += [f"{row['name']}: e2e {row['e2e_per_s']:,.0f}/s ({row['ratio_e2e_vs_off']:.2f}x "
+              f"off), p50 {row['p50_ms']:.2f} ms ({row['ratio_p50_vs_off']:.2f}x off)"
+              for row in rows[1:]]
+    return lines
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -646,6 +711,7 @@ def markdown(report: dict[str, Any]) -> str:
               "- `--count N` -> producer peak RSS: " + ", ".join(
                   f"{m['n']:,} -> {m.get('peak_rss_mib', float('nan')):.0f} MiB"
                   for m in report["memory"]) + "."]
+    lines += [f"- Monitoring, {line}." for line in monitoring_lines(report)]
     if replicated:
         three = replicated[-1]
         lines.append(f"- Three-node cluster vs one node: {three['ratio_e2e_vs_one_node']:.2f}x "
