@@ -46,7 +46,7 @@ from ..core.version import pinned_commit
 if TYPE_CHECKING:
     from ..core.settings import Settings
 
-__all__ = ["METRICS_EXTRA", "WorkerMetrics", "metrics", "outcome_of", "start"]
+__all__ = ["METRICS_EXTRA", "WorkerMetrics", "check", "metrics", "outcome_of", "start"]
 
 METRICS_EXTRA = "pip install 'celery-tasks[metrics]'"
 #: Seconds: from a millisecond call to the longest time limit allowed.
@@ -167,19 +167,29 @@ def dead_lettered(task: str, task_id: str | None, headers: Mapping[str, Any],
     span.end()
 
 
-def start(app: Any, settings: Settings) -> None:
-    """Set up metrics and traces for a worker of `app`, as the settings ask."""
-    global _metrics
-    tasks = [t for t in app.tasks.values() if is_contract_class(type(t))]
-    if settings.metrics_port and tasks:
+def check(settings: Settings, task: str) -> None:
+    """Before a worker for `task` connects: the extras its settings need are installed (a
+    ConfigError naming the extra otherwise), and traces are set up if asked for."""
+    if settings.metrics_port:
         try:
             import prometheus_client  # noqa: F401
         except ImportError:
             raise ConfigError("CELERY_TASKS_METRICS_PORT is set but prometheus-client is not "
                               f"installed: {METRICS_EXTRA}") from None
+    tracing.configure(settings, f"{task}-worker")
+
+
+def start(app: Any, settings: Settings) -> None:
+    """Set up metrics and traces for a worker of `app`, as the settings ask."""
+    global _metrics
+    tasks = [t for t in app.tasks.values() if is_contract_class(type(t))]
+    if not tasks:
+        return
+    check(settings, tasks[0].name)
+    if settings.metrics_port:
         _metrics = WorkerMetrics(tasks[0])
         _metrics.serve(settings)
-    active = tracing.configure(settings, f"{tasks[0].name if tasks else 'celery'}-worker")
+    active = tracing.tracer()
     if active is not None:
         _trace_tasks(active)
 
