@@ -75,6 +75,35 @@ def test_a_missing_driver_is_one_line_naming_its_extra(
         assert f"pip install 'celery-tasks[{extra}]'" in out.stderr
 
 
+@pytest.mark.parametrize(("command", "setting", "extra"), [
+    (["producer", "divide", "1", "2"], {"OTEL_TRACES_EXPORTER": "console"}, "tracing"),
+    (["producer", "divide", "1", "2", "--metrics", "-"], {}, "metrics"),
+    (["consumer", "divide"], {"CELERY_TASKS_METRICS_PORT": "9808"}, "metrics"),
+    (["consumer", "divide"], {"OTEL_TRACES_EXPORTER": "otlp"}, "tracing"),
+])
+def test_telemetry_without_its_extra_is_one_line_naming_it(
+    installed: Path, tmp_path: Path, command: list[str], setting: dict[str, str], extra: str
+) -> None:
+    out = run([str(installed / command[0]), *command[1:]], cwd=tmp_path, RABBITMQ_PORT="1",
+              BROKER_CONNECT_TIMEOUT="1", **setting)
+    assert out.returncode == 7, out.stderr  # before the broker (unreachable here) is tried
+    assert out.stderr.count("\n") == 1
+    assert f"pip install 'celery-tasks[{extra}]'" in out.stderr
+
+
+def test_the_telemetry_extras_install_opentelemetry_and_prometheus_client() -> None:
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run",
+                          "--ignore-installed", "--quiet", "--disable-pip-version-check",
+                          "--report", "-", "./celery_tasks[tracing,metrics]"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = {item["metadata"]["name"].lower().replace("_", "-")
+             for item in json.loads(out.stdout)["install"]}
+    assert {"opentelemetry-sdk", "opentelemetry-instrumentation-celery",
+            "opentelemetry-exporter-otlp-proto-http", "prometheus-client"} <= names
+    assert not names & DRIVERS
+
+
 @pytest.mark.parametrize(("extra", "drivers"), [
     ("redis", {"redis"}), ("postgres", {"sqlalchemy", "psycopg", "psycopg-binary"})])
 def test_each_extra_installs_its_driver(extra: str, drivers: set[str]) -> None:

@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown task {args.task!r}: this consumer implements {', '.join(IMPLEMENTATIONS)}"
         )
     check_implementation(impl)
+    from celery_tasks.worker import observe
+
+    observe.check(SETTINGS, args.task)  # a missing telemetry extra: one line, before connecting
 
     from celery_tasks.utils import create_worker_from  # imports the Celery settings
 

@@ -314,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     from celery_tasks.rabbitmq_config import SETTINGS  # reads the settings, once
 
     tracing.configure(SETTINGS, "producer")  # traces, if the settings ask for them
+    if args.metrics:
+        from .metrics import require
+
+        require()  # a missing extra: one line, before anything is sent
 
     if args.result_id is not None:
         return _fetch(contract, args, SETTINGS)

@@ -36,14 +36,21 @@ def check_destination(text: str) -> str:
     return text
 
 
+def require() -> None:
+    """prometheus-client is installed (else a ConfigError naming the extra)."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"--metrics needs prometheus-client: {EXTRA}") from None
+
+
 class BatchMetrics:
     """The metrics of one batch of `task`, counted as its outcomes arrive."""
 
     def __init__(self, task: Any) -> None:
-        try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge
-        except ImportError:
-            raise ConfigError(f"--metrics needs prometheus-client: {EXTRA}") from None
+        require()
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
         self.registry = CollectorRegistry()
         self.task = task.name
         self.fingerprint = contract_headers(type(task))["contract_fingerprint"]
