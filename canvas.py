@@ -47,6 +47,7 @@ from celery import states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu.exceptions import OperationalError
 
+from .core import tracing
 from .core.contract import binds_partially, check_call, contract_headers, payload_limit
 from .core.errors import (
     BadArguments,
@@ -412,6 +413,10 @@ class Group(Generic[R_co]):
         (None: no limit)."""
         if not self.calls:
             return GroupResult([], None)
+        with tracing.workflow(f"send group of {len(self.calls)}"):  # one trace, if traced
+            return self._send(timeout)
+
+    def _send(self, timeout: float | None) -> GroupResult[R_co]:
         app = self.calls[0].task.app
         if not supports_batch_path(app):
             with _sending(f"a group of {len(self.calls)}"):
@@ -522,7 +527,8 @@ class Chord(Generic[R_co]):
                 f"CELERY_RESULT_BACKEND is {backend.split('://')[0]}://, which cannot: set it "
                 "to redis://HOST:6379/0 or db+postgresql+psycopg://USER@HOST/DB (nothing was "
                 "sent)")
-        with _sending(f"a chord of {len(self.header.calls)}"):
+        with _sending(f"a chord of {len(self.header.calls)}"), tracing.workflow(
+                f"send chord of {len(self.header.calls)}"):
             _declare_queues([*self.header.calls, self.body])
             sent = celery.chord([c.celery_signature() for c in self.header.calls],
                                 self.body.celery_signature()).apply_async()

@@ -151,3 +151,21 @@ def remote_error(where: str, value: object) -> CeleryTasksError:
     class (and exit code); any other is TaskFailed."""
     kind = type(value).__name__
     return REMOTE_ERRORS.get(kind, TaskFailed)(f"{where} raised {kind}: {value}")
+
+
+#: Telemetry's outcome for a task that ended with one of these errors (by the name its
+#: result carries); any other error is "failure".
+ERROR_OUTCOMES = {
+    "ContractMismatch": "contract_mismatch",
+    "ContractViolation": "contract_violation",
+    "TimeLimitExceeded": "timeout",
+    "SoftTimeLimitExceeded": "timeout",
+    "WorkerLostError": "worker_lost",
+}
+
+
+def outcome_of(error: BaseException | str) -> str:
+    """The outcome metrics and spans name for a task's error (or its type's name)."""
+    error = getattr(error, "exc", error)  # billiard's ExceptionWithTraceback
+    name = error if isinstance(error, str) else type(error).__name__
+    return ERROR_OUTCOMES.get(name, "failure")

@@ -2,8 +2,9 @@
 
 Off unless the standard variables ask for it (`OTEL_TRACES_EXPORTER=otlp` or `console`,
 `OTEL_SDK_DISABLED` not true) or `CELERY_TASKS_TRACES_FILE` names a file (one JSON span
-per line); an application that set up the OpenTelemetry SDK itself gets the spans too.
-Off, a call pays one test of a module global: nothing is imported, no header is added.
+per line); an application that set up the OpenTelemetry SDK itself gets the spans in its
+own pipeline. Off, a call pays one test of a module global: nothing is imported, no trace
+header is added.
 
 On, every call carries W3C trace context (`traceparent`) in its message headers, whatever
 its path: the single-call path and the batch path (`send {task}` and `send batch {task}`
@@ -21,21 +22,23 @@ without it is a ConfigError (exit 7) naming it.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
-from .errors import ConfigError
+from .errors import ConfigError, outcome_of
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
     from .settings import Settings
 
-__all__ = ["ATTRIBUTE", "carrier_context", "sending", "set_outcome", "traced_replies", "tracer"]
+__all__ = ["ATTRIBUTE", "carrier_context", "sending", "set_outcome", "traced_replies", "tracer",
+           "workflow"]
 
 #: Span attribute names: OpenTelemetry's where one exists, else this project's.
 ATTRIBUTE = {
@@ -90,8 +93,9 @@ def _resolve(given: tuple[Settings, str] | None) -> Tracer | None:
 
 
 def _set_up(settings: Settings, service: str) -> Tracer | None:
-    if not settings.traces_exporters:
-        return _application_tracer()
+    application = _application_tracer()  # (run under opentelemetry-instrument, say)
+    if application is not None or not settings.traces_exporters:
+        return application
     try:
         from opentelemetry import trace
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
@@ -129,14 +133,32 @@ def _processor(name: str, settings: Settings) -> Any:
         return BatchSpanProcessor(OTLPSpanExporter())
     if name == "console":
         return BatchSpanProcessor(ConsoleSpanExporter())
-    # A file: one JSON object per line, appended (every process of a host may share it).
+    # A file: one JSON object per line, each line one append (every process of a host may
+    # share it: lines never interleave).
     try:
-        out: TextIO = open(settings.traces_file, "a", encoding="utf-8")  # noqa: SIM115
+        fd = os.open(settings.traces_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         raise ConfigError(f"CELERY_TASKS_TRACES_FILE names {settings.traces_file}, which "
                           f"cannot be written: {exc.strerror or exc}") from None
-    return BatchSpanProcessor(ConsoleSpanExporter(
-        out=out, formatter=lambda span: span.to_json(indent=None) + "\n"))
+    return BatchSpanProcessor(_json_lines(fd))
+
+
+def _json_lines(fd: int) -> Any:
+    """A span exporter that appends each span to a file as one line of JSON, in one write
+    (the SDK's console exporter writes a batch through a buffer, which splits long ones)."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class JsonLines(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            for span in spans:
+                os.write(fd, (span.to_json(indent=None) + "\n").encode())
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    return JsonLines()
 
 
 def _application_tracer() -> Tracer | None:
@@ -167,10 +189,14 @@ class Sending:
     def __init__(self, span: Span, headers: dict[str, str]) -> None:
         self.span, self.headers = span, headers
 
-    def sent(self, task_id: str, status: str | None = None) -> None:
-        """Name the call's task id, and its outcome once known."""
+    def sent(self, task_id: str, status: str, value: Any) -> None:
+        """Name the call's task id and its outcome (its status, and its error if any)."""
         self.span.set_attribute(ATTRIBUTE["id"], task_id)
-        if status is not None:
+        if status == "SUCCESS":
+            set_outcome(self.span, "success")
+        elif isinstance(value, BaseException):
+            set_outcome(self.span, outcome_of(value))
+        else:
             set_outcome(self.span, status.lower())
 
 
@@ -193,6 +219,20 @@ def sending(active: Tracer, task: Any, *, batch: bool = False) -> Iterator[Sendi
         headers: dict[str, str] = {}
         propagate.inject(headers)
         yield Sending(span, headers)
+
+
+@contextlib.contextmanager
+def workflow(name: str) -> Iterator[None]:
+    """A span around a workflow's sends (a group or chord of several contracts), so that
+    they make one trace; nothing when tracing is off."""
+    active = tracer()
+    if active is None:
+        yield
+        return
+    from opentelemetry import trace
+
+    with active.start_as_current_span(name, kind=trace.SpanKind.PRODUCER):
+        yield
 
 
 def set_outcome(span: Span, outcome: str) -> None:
@@ -221,9 +261,18 @@ def traced_replies(backend: Any) -> Any:
     store = backend.store_result
 
     def store_result(task_id: str, result: Any, state: str, *args: Any, **kwargs: Any) -> Any:
+        from opentelemetry import trace
+
         request = kwargs.get("request")
         name = str(getattr(request, "task", None) or getattr(request, "name", None) or "task")
-        with active.start_as_current_span(f"reply {name}", attributes={
+        # Inside the run, under its span; from the worker's main process (a hard time
+        # limit, a lost pool process, a revoke, a message it cannot run), under the
+        # context the message carried.
+        context = None
+        if not trace.get_current_span().get_span_context().is_valid:
+            context = carrier_context(request if isinstance(request, Mapping)
+                                      else getattr(request, "__dict__", {}))
+        with active.start_as_current_span(f"reply {name}", context=context, attributes={
                 ATTRIBUTE["id"]: task_id, ATTRIBUTE["task"]: name, "celery.state": state}):
             return store(task_id, result, state, *args, **kwargs)
 

@@ -73,7 +73,7 @@ def call(task: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
         return line.call(task, args, kwargs, timeout)
     with tracing.sending(active, task) as sending:
         outcome = line.call(task, args, kwargs, timeout, sending.headers)
-        sending.sent(outcome[0], outcome[1])
+        sending.sent(*outcome)
         return outcome
 
 

@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+
+from celery_tasks.core.errors import ContractMismatch, ContractViolation, outcome_of
+
 #: A process of its own for each case: tracing is decided once per process.
 APPLICATION = """
 import json
@@ -26,7 +31,7 @@ from celery_tasks.utils import create_worker_from
 
 _, task = create_worker_from(DivideTask)
 with tracing.sending(tracing.tracer(), task) as sending:
-    sending.sent("id-1", "SUCCESS")
+    sending.sent("id-1", "FAILURE", ZeroDivisionError("division by zero"))
 (span,) = exporter.get_finished_spans()
 print(json.dumps({"headers": sending.headers, "name": span.name,
                   "trace_id": format(span.context.trace_id, "032x"),
@@ -60,7 +65,7 @@ def test_an_applications_own_tracer_provider_gets_the_spans_and_the_context_trav
     assert (version, trace_id) == ("00", sent["trace_id"]) and int(flags, 16) & 1  # sampled
     assert sent["name"] == "send divide"
     assert sent["attributes"]["messaging.message.id"] == "id-1"
-    assert sent["attributes"]["celery_tasks.outcome"] == "success"
+    assert sent["attributes"]["celery_tasks.outcome"] == "failure"
     assert len(sent["attributes"]["celery_tasks.contract.fingerprint"]) == 16
 
 
@@ -70,3 +75,15 @@ def test_a_traces_file_that_cannot_be_written_is_a_config_error(tmp_path: Path) 
     out = run("from celery_tasks.core import tracing\ntracing.tracer()\n",
               {"CELERY_TASKS_TRACES_FILE": str(folder)})
     assert out.returncode == 1 and "ConfigError: CELERY_TASKS_TRACES_FILE names" in out.stderr
+
+
+@pytest.mark.parametrize(("error", "outcome"), [
+    (ContractMismatch("x"), "contract_mismatch"), (ContractViolation("x"), "contract_violation"),
+    (SoftTimeLimitExceeded(), "timeout"), (TimeLimitExceeded(), "timeout"),
+    (WorkerLostError(), "worker_lost"), (ZeroDivisionError(), "failure"),
+    ("SoftTimeLimitExceeded", "timeout"), ("KeyError", "failure"),
+])
+def test_every_error_has_the_outcome_workers_and_producers_count(
+    error: BaseException | str, outcome: str
+) -> None:
+    assert outcome_of(error) == outcome

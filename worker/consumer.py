@@ -92,6 +92,7 @@ class ContractConsumer(Consumer):
                 name=headers.get("task"), chord=None, root_id=headers.get("root_id"),
                 correlation_id=message.properties.get("correlation_id", task_id),
                 reply_to=reply_to, errbacks=None, ignore_result=False,
+                traceparent=headers.get("traceparent"),  # the reply joins the caller's trace
             )
             try:
                 self.app.backend.mark_as_failure(task_id, error, request=request)

@@ -8,7 +8,8 @@ told), at `/metrics`. They are counted where Celery settles each message, in tha
     celery_tasks_tasks_total{task, fingerprint, outcome}     success, failure, retry,
                                                               contract_mismatch,
                                                               contract_violation, timeout,
-                                                              worker_lost, revoked
+                                                              worker_lost, revoked,
+                                                              rejected
     celery_tasks_task_run_seconds{task}                      histogram
     celery_tasks_queue_wait_seconds{task}                    histogram: publish to start
     celery_tasks_contract_mismatches_total{task, fingerprint, sender_fingerprint,
@@ -19,8 +20,8 @@ told), at `/metrics`. They are counted where Celery settles each message, in tha
     celery_tasks_worker_info{task, fingerprint, commit, hostname}  1
 
 The queue wait runs from the producer's `published_at` header to the pool's start: first
-deliveries only (a retry or a delayed call waits on purpose), and as exact as the two
-hosts' clocks agree.
+deliveries only (a retry or a delayed call waits on purpose; a message RabbitMQ delivers
+again waited for an earlier attempt too), and as exact as the two hosts' clocks agree.
 
 Traces (core/tracing.py): opentelemetry-instrumentation-celery's `run/{task}` span gets
 the contract's fingerprint, the pinned commit, the sender's, the retries and the outcome;
@@ -36,17 +37,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
-from celery.exceptions import TimeLimitExceeded, WorkerLostError
 
 from ..core import tracing
 from ..core.contract import PUBLISHED_AT, contract_headers, is_contract_class
-from ..core.errors import ConfigError, ContractMismatch, ContractViolation
+from ..core.errors import ConfigError, outcome_of
 from ..core.version import pinned_commit
 
 if TYPE_CHECKING:
     from ..core.settings import Settings
 
-__all__ = ["METRICS_EXTRA", "WorkerMetrics", "check", "metrics", "outcome_of", "start"]
+__all__ = ["METRICS_EXTRA", "WorkerMetrics", "check", "metrics", "start"]
 
 METRICS_EXTRA = "pip install 'celery-tasks[metrics]'"
 #: Seconds: from a millisecond call to the longest time limit allowed.
@@ -59,20 +59,6 @@ _metrics: WorkerMetrics | None = None
 def metrics() -> WorkerMetrics | None:
     """This worker's metrics, or None when they are off."""
     return _metrics
-
-
-def outcome_of(exc: BaseException) -> str:
-    """The outcome a task's error stands for, as metrics and spans name it."""
-    exc = getattr(exc, "exc", exc)  # billiard's ExceptionWithTraceback
-    if isinstance(exc, ContractMismatch):
-        return "contract_mismatch"
-    if isinstance(exc, ContractViolation):
-        return "contract_violation"
-    if isinstance(exc, TimeLimitExceeded):
-        return "timeout"
-    if isinstance(exc, WorkerLostError):
-        return "worker_lost"
-    return "failure"
 
 
 class WorkerMetrics:
@@ -128,8 +114,9 @@ class WorkerMetrics:
 
     def started(self, headers: Mapping[str, Any], time_start: float) -> None:
         sent = headers.get(PUBLISHED_AT)
-        if isinstance(sent, (int, float)) and not headers.get("eta") and not headers.get(
-                "retries"):
+        redelivered = (headers.get("delivery_info") or {}).get("redelivered")
+        if isinstance(sent, (int, float)) and not (headers.get("eta") or headers.get("retries")
+                                                   or redelivered):
             self.queue_wait.labels(self.task).observe(max(0.0, time_start - sent))
 
     def rejected(self, reason: str) -> None:

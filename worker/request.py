@@ -21,9 +21,11 @@ from __future__ import annotations
 from time import time
 from typing import Any
 
-from celery.exceptions import Retry, TimeLimitExceeded
+from billiard.exceptions import Terminated
+from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from celery.worker.request import Request
 
+from ..core.errors import outcome_of
 from . import observe
 
 
@@ -62,9 +64,22 @@ class ContractRequest(Request):
         inner = getattr(exc, "exc", exc)  # billiard's ExceptionWithTraceback
         if isinstance(inner, TimeLimitExceeded):
             self._timed_out = True
-        if not isinstance(inner, Retry):  # on_retry counts a retry
-            self._settled(observe.outcome_of(inner))
+        outcome = self._outcome_of(inner)
+        if outcome is not None:
+            self._settled(outcome)
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def _outcome_of(self, exc: BaseException) -> str | None:
+        """What a failed run counts as; None for what is counted elsewhere or not at all: a
+        retry (on_retry), a run stopped by a revoke (_announce_revoked) or by a lost broker
+        (its message comes again), a task that asked to be ignored or requeued."""
+        stopped = self._already_cancelled or self._already_revoked
+        if isinstance(exc, (Retry, Terminated, Ignore)) or (
+                stopped and isinstance(exc, (SystemExit, KeyboardInterrupt))):
+            return None
+        if isinstance(exc, Reject):
+            return None if exc.requeue else "rejected"
+        return outcome_of(exc)
 
     def _settled(self, outcome: str) -> None:
         """Count the message's outcome, once (a hard time limit is also a lost worker)."""
