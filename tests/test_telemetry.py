@@ -33,7 +33,8 @@ def read_spans(path: Path, until: Callable[[list[Span]], bool], timeout: float =
     spans: list[Span] = []
     while time.monotonic() < deadline:
         text = path.read_text() if path.exists() else ""
-        spans = [json.loads(line) for line in text.splitlines() if line.strip()]
+        # Whole lines only: a process may be appending the last one.
+        spans = [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
         if until(spans):
             return spans
         time.sleep(0.1)
@@ -52,16 +53,25 @@ def trace_id(span: Span) -> str:
     return str(span["context"]["trace_id"])
 
 
-def metrics(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample the worker serves, by name and labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def sample(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-           **labels: str) -> float:
+def metrics(port: int, until: Callable[[Samples], bool] = lambda _: True,
+            timeout: float = 20) -> Samples:
+    """Every sample the worker serves, by name and labels, once `until` holds (the worker
+    counts a message when it settles it, just after the caller got its result)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        found = {(s.name, frozenset(s.labels.items())): s.value
+                 for family in text_string_to_metric_families(text) for s in family.samples}
+        if until(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def sample(found: Samples, name: str, **labels: str) -> float:
     """The sum of `name`'s samples whose labels include `labels`."""
     return sum(value for (n, have), value in found.items()
                if n == name and set(labels.items()) <= have)
@@ -160,6 +170,89 @@ def test_delay_and_a_chain_carry_the_trace_through_celerys_publish(
     assert trace_id(primes) == trace_id(first)
 
 
+def test_a_group_across_contracts_is_one_trace(
+    start_worker: Callable[..., Worker], traced: tuple[dict[str, str], Path]
+) -> None:
+    env, path = traced
+    start_worker("unique_magic_task", env=env)
+    start_worker("count_primes", env=env)
+    out = run_script(
+        "from celery_tasks.remote import remote\n"
+        "from celery_tasks.canvas import group\n"
+        "from celery_tasks.tasks import MagicCeleryTask, CountPrimesTask\n"
+        "magic, primes = remote(MagicCeleryTask.run), remote(CountPrimesTask.run)\n"
+        "print(group([magic.s(1, 2, 3), primes.s(10), magic.s(4, 5, 6)]).delay().get())\n",
+        env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "[6, 4, 15]", out.stderr
+    spans = read_spans(path, lambda s: len(named(s, "run/unique_magic_task")) == 2
+                       and len(named(s, "run/count_primes")) == 1
+                       and bool(named(s, "send group of 3")))
+    (root,) = named(spans, "send group of 3")
+    sends = [s for s in spans if s["name"].startswith("send batch ")]
+    assert len(sends) == 2 and {s["parent_id"] for s in sends} == {span_id(root)}
+    runs = [*named(spans, "run/unique_magic_task"), *named(spans, "run/count_primes")]
+    assert {r["parent_id"] for r in runs} == {span_id(s) for s in sends}
+    assert {trace_id(s) for s in spans} == {trace_id(root)}
+
+
+def test_a_chord_is_one_trace_down_to_its_body(
+    start_worker: Callable[..., Worker], traced: tuple[dict[str, str], Path], services: Any
+) -> None:
+    env, path = traced
+    env = {**env, "CELERY_RESULT_BACKEND": services.redis(14)}  # a chord's backend
+    start_worker("unique_magic_task", env=env)
+    start_worker("sum_numbers", env=env)
+    out = run_script(
+        "from celery_tasks.remote import remote\n"
+        "from celery_tasks.canvas import chord\n"
+        "from celery_tasks.tasks import MagicCeleryTask, SumNumbersTask\n"
+        "magic, total = remote(MagicCeleryTask.run), remote(SumNumbersTask.run)\n"
+        "print(chord([magic.s(1, 2, 3), magic.s(4, 5, 6)], total.s()).delay().get())\n",
+        env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "21", out.stderr
+    spans = read_spans(path, lambda s: bool(named(s, "run/sum_numbers"))
+                       and len(named(s, "run/unique_magic_task")) == 2
+                       and bool(named(s, "send chord of 2")))
+    (root,) = named(spans, "send chord of 2")
+    assert {trace_id(s) for s in spans} == {trace_id(root)}
+    assert named(spans, "run/sum_numbers")[0]["attributes"]["celery_tasks.outcome"] == "success"
+
+
+UNKNOWN = """
+from celery_tasks.core import tracing
+from celery_tasks.tasks import DivideTask
+from celery_tasks.utils import create_worker_from
+
+tracing.tracer()
+app, _ = create_worker_from(DivideTask)
+result = app.send_task("no_such_task", (1,), queue=app.amqp.queues["divide"])
+result.get(timeout=30, propagate=False)
+print(type(result.result).__name__)
+"""
+
+
+def test_a_message_the_worker_cannot_run_is_dead_lettered_and_answered_in_the_callers_trace(
+    start_worker: Callable[..., Worker], traced: tuple[dict[str, str], Path]
+) -> None:
+    env, path = traced
+    port = free_port()
+    start_worker("divide", env={**env, "CELERY_TASKS_METRICS_PORT": str(port)})
+    out = run_script(UNKNOWN, env=env)
+    assert out.stdout.strip() == "NotRegistered", out.stderr
+    spans = read_spans(path, lambda s: bool(named(s, "dead-letter no_such_task"))
+                       and bool(named(s, "reply no_such_task"))
+                       and bool(named(s, "apply_async/no_such_task")))
+    (publish,) = named(spans, "apply_async/no_such_task")
+    (letter,) = named(spans, "dead-letter no_such_task")
+    (reply,) = named(spans, "reply no_such_task")  # sent by the worker's main process
+    assert letter["attributes"]["celery_tasks.reason"] == "unknown_task"
+    assert letter["parent_id"] == reply["parent_id"] == span_id(publish)
+    assert {trace_id(letter), trace_id(reply)} == {trace_id(publish)}
+    found = metrics(port, lambda f: sample(f, "celery_tasks_dead_lettered_total") == 1)
+    assert sample(found, "celery_tasks_dead_lettered_total", task="divide",
+                  reason="unknown_task") == 1
+
+
 MISMATCH = """
 import json, sys
 from celery_tasks.core import tracing
@@ -191,7 +284,8 @@ def test_the_worker_counts_successes_failures_and_mismatches_and_traces_the_dead
     mismatch = run_script(MISMATCH, env=env)
     assert mismatch.stdout.strip() == "ContractMismatch", mismatch.stderr
 
-    found = metrics(port)
+    found = metrics(port, lambda f: sample(f, "celery_tasks_task_run_seconds_count") == 3
+                    and sample(f, "celery_tasks_dead_lettered_total") == 2)
     fingerprint = next(dict(labels)["fingerprint"] for name, labels in found
                        if name == "celery_tasks_worker_info")
     for outcome in ("success", "failure", "contract_mismatch"):
@@ -284,6 +378,8 @@ def test_the_producer_prints_or_pushes_a_batchs_metrics(
 
 @pytest.mark.parametrize(("argv", "says"), [
     (["--metrics", "ftp://x"], "must be - (print) or a Pushgateway's http(s):// URL"),
+    (["--metrics", "http://[bad"], "must be - (print) or a Pushgateway's http(s):// URL"),
+    (["--metrics", "http://gateway:port"], "must be - (print) or a Pushgateway's http(s)://"),
     (["--metrics", "-", "--json"], "--metrics - and --json both print to stdout"),
     (["--metrics", "-", "--no-wait"], "--metrics goes with a call or a --count batch"),
 ])

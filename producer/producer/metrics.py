@@ -14,24 +14,30 @@ job `celery_tasks_producer`, grouped by task), as the workers' own are named:
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery_tasks.core.contract import contract_headers
-from celery_tasks.core.errors import ConfigError
+from celery_tasks.core.errors import ConfigError, outcome_of
 
 from .client import CountReport, Outcome
 
 __all__ = ["JOB", "BatchMetrics", "check_destination"]
 
 JOB = "celery_tasks_producer"
-#: Error types that are an outcome of their own, as the workers count them.
-OUTCOMES = {"ContractMismatch": "contract_mismatch", "ContractViolation": "contract_violation",
-            "TimeLimitExceeded": "timeout"}
 EXTRA = "pip install 'celery-tasks[metrics]'"
 
 
 def check_destination(text: str) -> str:
     """`-` or an http(s):// URL of a Pushgateway; anything else is a usage error."""
-    if text != "-" and not text.startswith(("http://", "https://")):
+    if text == "-":
+        return text
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok:
         raise ValueError(f"must be - (print) or a Pushgateway's http(s):// URL, got {text!r}")
     return text
 
@@ -67,7 +73,7 @@ class BatchMetrics:
                             registry=self.registry)
 
     def add(self, outcome: Outcome) -> None:
-        name = "success" if outcome.ok else OUTCOMES.get(outcome.error_type, "failure")
+        name = "success" if outcome.ok else outcome_of(outcome.error_type)  # as workers do
         self.tasks.labels(self.task, self.fingerprint, name).inc()
 
     def finish(self, report: CountReport) -> None:
@@ -88,6 +94,6 @@ class BatchMetrics:
         try:
             push_to_gateway(destination, job=JOB, grouping_key={"task": self.task},
                             registry=self.registry, timeout=10)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot push the metrics to {destination}: "
                               f"{getattr(exc, 'reason', None) or exc}") from None
