@@ -218,26 +218,39 @@ def test_a_chord_is_one_trace_down_to_its_body(
     assert named(spans, "run/sum_numbers")[0]["attributes"]["celery_tasks.outcome"] == "success"
 
 
-UNKNOWN = """
+def send_task_script(name: str, args: str, headers: str = "{}") -> str:
+    """A script that sends `name` to the divide queue as plain Celery's `send_task`, traced,
+    and prints the error's type."""
+    return f"""
+import json
 from celery_tasks.core import tracing
+from celery_tasks.core.fingerprint import describe_contract
 from celery_tasks.tasks import DivideTask
 from celery_tasks.utils import create_worker_from
 
-tracing.tracer()
+tracing.tracer()  # Celery's publish is traced from here on
 app, _ = create_worker_from(DivideTask)
-result = app.send_task("no_such_task", (1,), queue=app.amqp.queues["divide"])
+result = app.send_task({name!r}, {args}, headers={headers}, queue=app.amqp.queues["divide"])
 result.get(timeout=30, propagate=False)
 print(type(result.result).__name__)
 """
 
 
-def test_a_message_the_worker_cannot_run_is_dead_lettered_and_answered_in_the_callers_trace(
-    start_worker: Callable[..., Worker], traced: tuple[dict[str, str], Path]
-) -> None:
+@pytest.fixture
+def metered(start_worker: Callable[..., Worker],
+            traced: tuple[dict[str, str], Path]) -> tuple[dict[str, str], Path, int]:
+    """A divide worker serving metrics, traced: (the callers' settings, spans, port)."""
     env, path = traced
     port = free_port()
     start_worker("divide", env={**env, "CELERY_TASKS_METRICS_PORT": str(port)})
-    out = run_script(UNKNOWN, env=env)
+    return env, path, port
+
+
+def test_a_message_the_worker_cannot_run_is_dead_lettered_and_answered_in_the_callers_trace(
+    metered: tuple[dict[str, str], Path, int]
+) -> None:
+    env, path, port = metered
+    out = run_script(send_task_script("no_such_task", "(1,)"), env=env)
     assert out.stdout.strip() == "NotRegistered", out.stderr
     spans = read_spans(path, lambda s: bool(named(s, "dead-letter no_such_task"))
                        and bool(named(s, "reply no_such_task"))
@@ -253,35 +266,21 @@ def test_a_message_the_worker_cannot_run_is_dead_lettered_and_answered_in_the_ca
                   reason="unknown_task") == 1
 
 
-MISMATCH = """
-import json, sys
-from celery_tasks.core import tracing
-from celery_tasks.core.fingerprint import describe_contract
-from celery_tasks.tasks import DivideTask
-from celery_tasks.utils import create_worker_from
-
-tracing.tracer()  # Celery's publish is traced from here on
-app, _ = create_worker_from(DivideTask)
-newer = describe_contract(DivideTask)
-newer["params"].append({**newer["params"][-1], "name": "c"})  # a third, required argument
-headers = {"contract": json.dumps(newer), "contract_fingerprint": "feedfacefeedface",
-           "contract_commit": "0123456789ab"}
-result = app.send_task("divide", (1, 2, 3), headers=headers)
-result.get(timeout=30, propagate=False)
-print(type(result.result).__name__)
-"""
+#: The divide contract with a third, required argument: what a newer producer sends.
+NEWER = """{"contract": json.dumps(dict(describe_contract(DivideTask), params=[
+    *describe_contract(DivideTask)["params"],
+    {**describe_contract(DivideTask)["params"][-1], "name": "c"}])),
+ "contract_fingerprint": "feedfacefeedface", "contract_commit": "0123456789ab"}"""
 
 
 def test_the_worker_counts_successes_failures_and_mismatches_and_traces_the_dead_letters(
-    start_worker: Callable[..., Worker], traced: tuple[dict[str, str], Path]
+    metered: tuple[dict[str, str], Path, int]
 ) -> None:
-    env, path = traced
-    port = free_port()
-    start_worker("divide", env={**env, "CELERY_TASKS_METRICS_PORT": str(port)})
+    env, path, port = metered
     assert run_producer("divide", "6", "3", env=env).stdout.strip() == "2.0"
     failed = run_producer("divide", "1", "0", env=env)
     assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr
-    mismatch = run_script(MISMATCH, env=env)
+    mismatch = run_script(send_task_script("divide", "(1, 2, 3)", NEWER), env=env)
     assert mismatch.stdout.strip() == "ContractMismatch", mismatch.stderr
 
     found = metrics(port, lambda f: sample(f, "celery_tasks_task_run_seconds_count") == 3
