@@ -137,19 +137,33 @@ def test_a_batch_is_one_trace_with_a_run_per_call(
     assert all(r["attributes"]["celery_tasks.outcome"] == "success" for r in runs)
 
 
-def test_delay_and_a_chain_carry_the_trace_through_celerys_publish(
-    start_worker: Callable[..., Worker], traced: tuple[dict[str, str], Path]
-) -> None:
+#: What the workflow scripts start with: three contracts as typed functions.
+WORKFLOWS = """
+from celery_tasks.canvas import chain, chord, group
+from celery_tasks.remote import remote
+from celery_tasks.tasks import CountPrimesTask, MagicCeleryTask, SumNumbersTask
+magic, primes = remote(MagicCeleryTask.run), remote(CountPrimesTask.run)
+total = remote(SumNumbersTask.run)
+"""
+
+
+@pytest.fixture
+def magic_and_primes(start_worker: Callable[..., Worker],
+                     traced: tuple[dict[str, str], Path]) -> tuple[dict[str, str], Path]:
+    """Traced workers of unique_magic_task and count_primes: (the callers' settings, spans)."""
     env, path = traced
     start_worker("unique_magic_task", env=env)
     start_worker("count_primes", env=env)
+    return env, path
+
+
+def test_delay_and_a_chain_carry_the_trace_through_celerys_publish(
+    magic_and_primes: tuple[dict[str, str], Path]
+) -> None:
+    env, path = magic_and_primes
     out = run_script(
-        "from celery_tasks.remote import remote\n"
-        "from celery_tasks.canvas import chain\n"
-        "from celery_tasks.tasks import MagicCeleryTask, CountPrimesTask\n"
-        "magic, primes = remote(MagicCeleryTask.run), remote(CountPrimesTask.run)\n"
-        "print(magic.send(1, 2, 3).get(), chain(magic.s(4, 5, 6), primes.s()).delay().get())\n",
-        env=env)
+        WORKFLOWS + "print(magic.send(1, 2, 3).get(),\n"
+        "      chain(magic.s(4, 5, 6), primes.s()).delay().get())\n", env=env)
     assert out.returncode == 0 and out.stdout.split() == ["6", "6"], out.stderr
     spans = read_spans(path, lambda s: len(named(s, "run/count_primes")) == 1
                        and len(named(s, "run/unique_magic_task")) == 2)
@@ -171,18 +185,12 @@ def test_delay_and_a_chain_carry_the_trace_through_celerys_publish(
 
 
 def test_a_group_across_contracts_is_one_trace(
-    start_worker: Callable[..., Worker], traced: tuple[dict[str, str], Path]
+    magic_and_primes: tuple[dict[str, str], Path]
 ) -> None:
-    env, path = traced
-    start_worker("unique_magic_task", env=env)
-    start_worker("count_primes", env=env)
+    env, path = magic_and_primes
     out = run_script(
-        "from celery_tasks.remote import remote\n"
-        "from celery_tasks.canvas import group\n"
-        "from celery_tasks.tasks import MagicCeleryTask, CountPrimesTask\n"
-        "magic, primes = remote(MagicCeleryTask.run), remote(CountPrimesTask.run)\n"
-        "print(group([magic.s(1, 2, 3), primes.s(10), magic.s(4, 5, 6)]).delay().get())\n",
-        env=env)
+        WORKFLOWS + "print(group([magic.s(1, 2, 3), primes.s(10),\n"
+        "                   magic.s(4, 5, 6)]).delay().get())\n", env=env)
     assert out.returncode == 0 and out.stdout.strip() == "[6, 4, 15]", out.stderr
     spans = read_spans(path, lambda s: len(named(s, "run/unique_magic_task")) == 2
                        and len(named(s, "run/count_primes")) == 1
@@ -203,11 +211,7 @@ def test_a_chord_is_one_trace_down_to_its_body(
     start_worker("unique_magic_task", env=env)
     start_worker("sum_numbers", env=env)
     out = run_script(
-        "from celery_tasks.remote import remote\n"
-        "from celery_tasks.canvas import chord\n"
-        "from celery_tasks.tasks import MagicCeleryTask, SumNumbersTask\n"
-        "magic, total = remote(MagicCeleryTask.run), remote(SumNumbersTask.run)\n"
-        "print(chord([magic.s(1, 2, 3), magic.s(4, 5, 6)], total.s()).delay().get())\n",
+        WORKFLOWS + "print(chord([magic.s(1, 2, 3), magic.s(4, 5, 6)], total.s()).delay().get())\n",
         env=env)
     assert out.returncode == 0 and out.stdout.strip() == "21", out.stderr
     spans = read_spans(path, lambda s: bool(named(s, "run/sum_numbers"))
