@@ -277,7 +277,7 @@ NEWER = """{"contract": json.dumps(dict(describe_contract(DivideTask), params=[
  "contract_fingerprint": "feedfacefeedface", "contract_commit": "0123456789ab"}"""
 
 
-def test_the_worker_counts_successes_failures_and_mismatches_and_traces_the_dead_letters(
+def test_the_worker_counts_each_outcome_and_traces_the_dead_letters(
     metered: tuple[dict[str, str], Path, int]
 ) -> None:
     env, path, port = metered
@@ -286,29 +286,34 @@ def test_the_worker_counts_successes_failures_and_mismatches_and_traces_the_dead
     assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr
     mismatch = run_script(send_task_script("divide", "(1, 2, 3)", NEWER), env=env)
     assert mismatch.stdout.strip() == "ContractMismatch", mismatch.stderr
+    # Plain Celery skips the producer's checks: the worker refuses a text for a number.
+    violation = run_script(send_task_script("divide", "('one', 2)"), env=env)
+    assert violation.stdout.strip() == "ContractViolation", violation.stderr
 
-    found = metrics(port, lambda f: sample(f, "celery_tasks_task_run_seconds_count") == 3
-                    and sample(f, "celery_tasks_dead_lettered_total") == 2)
+    found = metrics(port, lambda f: sample(f, "celery_tasks_task_run_seconds_count") == 4
+                    and sample(f, "celery_tasks_dead_lettered_total") == 3)
     fingerprint = next(dict(labels)["fingerprint"] for name, labels in found
                        if name == "celery_tasks_worker_info")
-    for outcome in ("success", "failure", "contract_mismatch"):
+    for outcome in ("success", "failure", "contract_mismatch", "contract_violation"):
         assert sample(found, "celery_tasks_tasks_total", task="divide", outcome=outcome,
                       fingerprint=fingerprint) == 1, outcome
     assert sample(found, "celery_tasks_contract_mismatches_total", task="divide",
                   sender_fingerprint="feedfacefeedface", sender_commit="0123456789ab") == 1
+    assert sample(found, "celery_tasks_contract_violations_total", task="divide") == 1
     assert sample(found, "celery_tasks_dead_lettered_total", reason="failure") == 1
     assert sample(found, "celery_tasks_dead_lettered_total", reason="contract_mismatch") == 1
-    assert sample(found, "celery_tasks_task_run_seconds_count", task="divide") == 3
+    assert sample(found, "celery_tasks_dead_lettered_total", reason="contract_violation") == 1
+    assert sample(found, "celery_tasks_task_run_seconds_count", task="divide") == 4
     # Plain Celery's send_task adds no published_at: its queue wait is unknown.
     assert sample(found, "celery_tasks_queue_wait_seconds_count", task="divide") == 2
     assert sample(found, "celery_tasks_in_flight", task="divide") == 0
     assert sample(found, "celery_tasks_prefetched", task="divide") == 0
 
-    spans = read_spans(path, lambda s: len(named(s, "dead-letter divide")) == 2
-                       and len(named(s, "run/divide")) == 3)
+    spans = read_spans(path, lambda s: len(named(s, "dead-letter divide")) == 3
+                       and len(named(s, "run/divide")) == 4)
     letters = {s["attributes"]["celery_tasks.outcome"]: s
                for s in named(spans, "dead-letter divide")}
-    assert set(letters) == {"failure", "contract_mismatch"}
+    assert set(letters) == {"failure", "contract_mismatch", "contract_violation"}
     runs = {s["attributes"]["messaging.message.id"]: s for s in named(spans, "run/divide")}
     for outcome, letter in letters.items():
         assert letter["attributes"]["celery_tasks.dead_lettered"] is True
