@@ -6,6 +6,8 @@ script can tell one from another by the exit code alone.
 
 from __future__ import annotations
 
+from billiard.einfo import ExceptionWithTraceback
+
 EXIT_OK = 0  # everything asked for was done
 EXIT_TASK_FAILED = 1  # a task ran and raised (with --count: at least one did)
 EXIT_USAGE = 2  # the command line itself is wrong: unknown option, missing task name
@@ -166,6 +168,7 @@ ERROR_OUTCOMES = {
 
 def outcome_of(error: BaseException | str) -> str:
     """The outcome metrics and spans name for a task's error (or its type's name)."""
-    error = getattr(error, "exc", error)  # billiard's ExceptionWithTraceback
+    if isinstance(error, ExceptionWithTraceback):  # how a pool process's error arrives
+        error = error.exc
     name = error if isinstance(error, str) else type(error).__name__
     return ERROR_OUTCOMES.get(name, "failure")
