@@ -98,7 +98,6 @@ def _set_up(settings: Settings, service: str) -> Tracer | None:
         return application
     try:
         from opentelemetry import trace
-        from opentelemetry.instrumentation.celery import CeleryInstrumentor
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
     except ImportError as exc:
@@ -117,7 +116,18 @@ def _set_up(settings: Settings, service: str) -> Tracer | None:
     # Spans still batched when a process ends are written first: the SDK does it at exit,
     # and a worker's pool process ends without running exit handlers.
     signals.worker_process_shutdown.connect(lambda **_: provider.force_flush(), weak=False)
-    CeleryInstrumentor().instrument(tracer_provider=provider)
+    return _instrumented(provider)
+
+
+def _instrumented(provider: Any) -> Tracer:
+    """`provider`'s tracer, with Celery's publish and the worker's run span traced too
+    (unless the application instrumented Celery itself)."""
+    try:
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    except ImportError as exc:
+        raise ConfigError(f"traces are on but {exc.name} is not installed: {EXTRA}") from None
+    if not CeleryInstrumentor().is_instrumented_by_opentelemetry:
+        CeleryInstrumentor().instrument(tracer_provider=provider)
     return provider.get_tracer(INSTRUMENTATION)
 
 
@@ -172,15 +182,7 @@ def _application_tracer() -> Tracer | None:
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         return None
-    try:  # Celery's publish and the worker's run span, unless the application did it
-        from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    except ImportError:
-        raise ConfigError(f"the application set up OpenTelemetry, but "
-                          f"opentelemetry-instrumentation-celery is not installed: {EXTRA}"
-                          ) from None
-    if not CeleryInstrumentor().is_instrumented_by_opentelemetry:
-        CeleryInstrumentor().instrument(tracer_provider=provider)
-    return provider.get_tracer(INSTRUMENTATION)
+    return _instrumented(provider)
 
 
 class Sending:

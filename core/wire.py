@@ -57,11 +57,14 @@ class MessageFactory:
         self.prefix = encoded[:2 + 1 + len("application/json") + 1 + len("utf-8")]
         self.after_table = bytes([2, 0])  # delivery_mode 2 (persistent), priority 0
 
-    def message(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Prepared:
+    def message(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any],
+                extra: Mapping[str, str] | None = None) -> Prepared:
+        """One task message; `extra` text headers (a trace context) go in it too."""
         variable = b"".join((_text_item(b"id", task_id), _text_item(b"root_id", task_id),
                              _text_item(b"argsrepr", repr(args)[:1024]),
                              _text_item(b"kwargsrepr", repr(kwargs)[:1024]),
-                             _PUBLISHED_AT_KEY, pack(">d", time.time())))
+                             _PUBLISHED_AT_KEY, pack(">d", time.time()),
+                             *(_text_item(k.encode(), v) for k, v in (extra or {}).items())))
         table = pack(">I", len(self.constant_items) + len(variable))
         properties = b"".join((self.prefix, table, self.constant_items, variable,
                                self.after_table, _shortstr(task_id), self.reply_to))
@@ -69,15 +72,13 @@ class MessageFactory:
         return Prepared(body, properties)
 
 
-def message_factory(task: Any, reply_to: str | None,
-                    extra: Mapping[str, str] | None = None) -> MessageFactory:
+def message_factory(task: Any, reply_to: str | None) -> MessageFactory:
     """The messages of `task`, replying to `reply_to`: Celery builds one message, whose
-    headers and embedded options every message reuses. `extra` headers (a trace context)
-    go in every message too."""
+    headers and embedded options every message reuses."""
     template, props, (_, _, embed), _ = task.app.amqp.create_task_message(
         "template", task.name, (), {}, reply_to=reply_to,
         time_limit=task.time_limit, soft_time_limit=task.soft_time_limit)
-    return MessageFactory({**template, **contract_headers(type(task).contract), **(extra or {})},
+    return MessageFactory({**template, **contract_headers(type(task).contract)},
                            props.get("reply_to") or "", embed)
 
 

@@ -122,16 +122,13 @@ class Line:
              timeout: float | None,
              trace: Mapping[str, str] | None = None) -> tuple[str, str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        if trace:  # a traced call: its own trace context among the shared headers
-            factory = message_factory(task, self.reply.name, trace)
-        elif task.name in self.factories:
-            factory = self.factories[task.name]
-        else:
+        factory = self.factories.get(task.name)
+        if factory is None:
             factory = self.factories[task.name] = message_factory(task, self.reply.name)
         self.current = task_id = str(uuid.uuid4())
         self.confirmed = self.refused = self.returned = False
         self.outcome = None
-        message = factory.message(task_id, args, kwargs)
+        message = factory.message(task_id, args, kwargs, trace)
         published = False
         if self.conn is not None and self.heartbeat and (
                 time.monotonic() - self.used_at > self.heartbeat / 2):

@@ -207,8 +207,8 @@ class _Stream:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         if reply_to is None and self.rpc and wait:
             reply_to = self.reply.name
-        self.reply_to = reply_to
         self.messages = message_factory(task, reply_to)
+        self.trace: dict[str, str] | None = None  # the batch's trace context, when traced
 
     def left(self, cap: float) -> float:
         """Seconds to the deadline, at most `cap`."""
@@ -219,8 +219,7 @@ class _Stream:
         if active is None:
             return self._run()
         with tracing.sending(active, self.task, batch=True) as sending:
-            # One trace for the batch: every message carries this span's context.
-            self.messages = message_factory(self.task, self.reply_to, sending.headers)
+            self.trace = sending.headers  # one trace for the batch: every message carries it
             report = self._run()
             sending.span.set_attribute(tracing.ATTRIBUTE["batch_size"], report.sent)
             if (self.wait and report.pending_ids) or report.errors:
@@ -389,7 +388,7 @@ class _Stream:
         """One Celery protocol-2 task message, built from a template made by Celery once.
         Each full buffer is written, then what the broker sent meanwhile is taken."""
         _, args, kwargs = self.in_flight[task_id]
-        publisher.publish(task_id, self.messages.message(task_id, args, kwargs))
+        publisher.publish(task_id, self.messages.message(task_id, args, kwargs, self.trace))
         if publisher.buffered >= FLUSH_BYTES:
             self._send(conn, publisher)
 

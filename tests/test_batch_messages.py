@@ -82,3 +82,12 @@ def test_publish_frames_are_py_amqps_own(body_size: int) -> None:
     for frame_max in (4096, 131_072):
         ours = Framer(3, frame_max, "", "q", mandatory=True).frames(message)
         assert ours == py_amqp_frames(message, frame_max, 3)
+
+
+def test_a_trace_context_travels_as_one_more_text_header() -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    message = MessageFactory(HEADERS, "", None).message("t", [1], {}, {"traceparent": parent})
+    headers = decoded(message._serialize_properties())["application_headers"]
+    assert headers["traceparent"] == parent and headers["id"] == "t"
+    plain = MessageFactory(HEADERS, "", None).message("t", [1], {})
+    assert "traceparent" not in decoded(plain._serialize_properties())["application_headers"]
