@@ -367,7 +367,13 @@ def ours_on(name: str, broker: str) -> dict[str, Any]:
     """This project's end to end (batch path, one worker) and single call on the RabbitMQ
     nodes `broker` names (celery_tasks settings, as JSON): what replication costs."""
     nodes = json.loads(broker)
-    os.environ.update(env(**nodes))
+    return single_and_batch(name, nodes)
+
+
+def single_and_batch(name: str, settings: dict[str, str]) -> dict[str, Any]:
+    """The single call's round trip and the batch path's end to end (one worker), this
+    process and the worker both run with `settings` (celery_tasks variables)."""
+    os.environ.update(env(**settings))
     from celery_tasks.remote import remote
     from celery_tasks.tasks import MagicCeleryTask
     from celery_tasks.utils import create_worker_from
@@ -376,7 +382,7 @@ def ours_on(name: str, broker: str) -> dict[str, Any]:
     magic = remote(MagicCeleryTask.run)
     calls: list[tuple[tuple[int, ...], dict[str, Any]]] = [((1, 2, i), {}) for i in range(N)]
     argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
-    with worker(argv, ROOT / "consumer", " ready.", **nodes):
+    with worker(argv, ROOT / "consumer", " ready.", **settings):
         row = {"name": name, **timed_rtt(lambda: magic(1, 2, 3))}
         row["e2e_per_s"] = median_rate(lambda: batch(task, calls))
     return row
@@ -401,19 +407,9 @@ def ours_monitored(name: str, metrics: bool, traces: bool) -> dict[str, Any]:
     extra = {"CELERY_TASKS_METRICS_PORT": str(free_port())} if metrics else {}
     if traces:
         extra["CELERY_TASKS_TRACES_FILE"] = str(spans)
-    os.environ.update(env(**extra))
+    row = single_and_batch(name, extra)
     from celery_tasks.core import tracing
-    from celery_tasks.remote import remote
-    from celery_tasks.tasks import MagicCeleryTask
-    from celery_tasks.utils import create_worker_from
 
-    _, task = create_worker_from(MagicCeleryTask)
-    magic = remote(MagicCeleryTask.run)
-    calls: list[tuple[tuple[int, ...], dict[str, Any]]] = [((1, 2, i), {}) for i in range(N)]
-    argv = [sys.executable, "-m", "consumer", "unique_magic_task"]
-    with worker(argv, ROOT / "consumer", " ready.", **extra):
-        row = {"name": name, **timed_rtt(lambda: magic(1, 2, 3))}
-        row["e2e_per_s"] = median_rate(lambda: batch(task, calls))
     if not (metrics or traces):
         row["off_ns_per_call"] = timeit.timeit(tracing.tracer, number=100_000) / 100_000 * 1e9
     if traces:
