@@ -9,7 +9,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from harness.compose import free_port
 from harness.processes import PRODUCER_DIR, Worker, clean_env
+from tests.test_telemetry import metrics, sample
 
 
 def start_batch(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
@@ -53,10 +55,16 @@ def test_sigterm_finishes_the_running_task_and_leaves_the_rest_queued(
     start_worker: Callable[..., Worker], broker_env: dict[str, str],
     record: Callable[..., None],
 ) -> None:
-    first = start_worker("sleep_echo", concurrency=1)
+    # A task only received may still sit in the pool's outbound buffer, which a warm shutdown
+    # drops (the broker redelivers it), so SIGTERM waits until a pool process has accepted
+    # the task: the worker's in-flight gauge (Celery's active requests) reads 1.
+    port = free_port()
+    first = start_worker("sleep_echo", concurrency=1,
+                         env={**broker_env, "CELERY_TASKS_METRICS_PORT": str(port)})
     batch = start_batch(broker_env, "sleep_echo", "1.5", "payload", "--count", "5",
                         "--timeout", "120")
-    wait_received(first, 1)
+    running = metrics(port, lambda found: sample(found, "celery_tasks_in_flight") >= 1)
+    assert sample(running, "celery_tasks_in_flight") == 1, first.log
     first.signal(signal.SIGTERM)  # warm shutdown
     assert first.stop(timeout=30) == 0
     assert "succeeded" in first.log  # the running task was finished, not abandoned
