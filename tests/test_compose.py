@@ -191,19 +191,16 @@ def wait_for_targets(port: int, services: set[str], timeout: float = 90) -> list
         time.sleep(2)
 
 
-def test_prometheus_scrapes_every_worker_container_and_rabbitmqs_queue_depths(
-    stack: Stack
-) -> None:
-    """`make up MONITORING=1`: the monitoring profile's Prometheus finds each worker container
-    by its service's name (a scaled service: each replica) and RabbitMQ's plugin, and has
-    every one up."""
+def monitoring_up(stack: Stack) -> tuple[int, list[dict[str, Any]]]:
+    """`make up MONITORING=1` on `stack` (CLUSTER=1 for the cluster): Prometheus's port and
+    its active targets, once every worker container and every RabbitMQ node of the stack is a
+    target that is up. A scaled service is one target per replica."""
     image = stack.env.get("PROMETHEUS_IMAGE", PROMETHEUS_IMAGE)
     if not stack.client.images.list(name=image):
         fail_or_skip(f"image {image} is missing (run 'make engine')")
     port = free_port()
-    env = {**stack.env, "PROMETHEUS_PORT": str(port), "FLOWER_PORT": str(free_port())}
-    up = subprocess.run(["make", "--no-print-directory", "up", "MONITORING=1"], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=900)
+    stack.env.update(PROMETHEUS_PORT=str(port), FLOWER_PORT=str(free_port()))
+    up = stack.make("up", "MONITORING=1")
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
 
     targets = wait_for_targets(port, set(WORKERS))
@@ -212,13 +209,29 @@ def test_prometheus_scrapes_every_worker_container_and_rabbitmqs_queue_depths(
     for service in WORKERS:
         scraped = [t["scrapeUrl"] for t in targets if t["labels"].get("service") == service]
         assert len(scraped) == len(stack.containers(service)), (service, scraped)
-    jobs = {t["labels"]["job"] for t in targets}
-    assert jobs == {"rabbitmq", "rabbitmq-detailed", "workers"}
+    for job in ("rabbitmq", "rabbitmq-detailed"):
+        nodes = sorted(t["labels"]["instance"] for t in targets if t["labels"]["job"] == job)
+        assert nodes == [f"{node}:15692" for node in stack.nodes()], (job, nodes)
+    assert {t["labels"]["job"] for t in targets} == {"rabbitmq", "rabbitmq-detailed", "workers"}
+    return port, targets
 
-    # A task queue's depth, as RabbitMQ's plugin reports it per queue.
-    (series,) = prometheus(port, "query",
-                           query='rabbitmq_detailed_queue_messages_ready{queue="count_primes"}'
-                           )["result"]
+
+def queue_depths(port: int, queue: str) -> list[dict[str, Any]]:
+    """The series of `queue`'s ready messages, as RabbitMQ's plugin reports them per queue."""
+    series: list[dict[str, Any]] = prometheus(
+        port, "query", query=f'rabbitmq_detailed_queue_messages_ready{{queue="{queue}"}}'
+    )["result"]
+    return series
+
+
+def test_prometheus_scrapes_every_worker_container_and_rabbitmqs_queue_depths(
+    stack: Stack
+) -> None:
+    """`make up MONITORING=1`: the monitoring profile's Prometheus finds each worker container
+    by its service's name (a scaled service: each replica) and RabbitMQ's plugin, and has
+    every one up."""
+    port, _ = monitoring_up(stack)
+    (series,) = queue_depths(port, "count_primes")
     assert series["metric"]["job"] == "rabbitmq-detailed"
     assert float(series["value"][1]) >= 0
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.compose import Stack, duplicates
-from tests.test_compose import check_roles
+from tests.test_compose import check_roles, monitoring_up, queue_depths
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -166,3 +166,22 @@ def test_a_worker_host_killed_mid_batch_leaves_its_tasks_to_the_others(
 
 def test_the_cluster_gives_each_role_only_its_permissions(whole: Stack) -> None:
     check_roles(whole)
+
+
+def test_prometheus_scrapes_the_three_nodes_and_counts_a_queue_once_by_its_leader(
+    whole: Stack
+) -> None:
+    """`make up CLUSTER=1 MONITORING=1`: every worker and both plugin jobs of all three
+    nodes are up; a quorum queue's depth is one series, from the node that leads it (a sum
+    over nodes counts each message once)."""
+    port, _ = monitoring_up(whole)
+    leader = whole.leader("count_primes")
+    deadline = time.monotonic() + 60  # a scrape every 5 s; the leader may have just moved
+    while True:
+        series = queue_depths(port, "count_primes")
+        instances = [s["metric"]["instance"] for s in series]
+        if instances == [f"{leader}:15692"] or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+        leader = whole.leader("count_primes")
+    assert instances == [f"{leader}:15692"], (instances, leader)
