@@ -56,6 +56,7 @@ from .core.errors import (
     ConfigError,
     TaskFailed,
     TaskTimeout,
+    refusal,
     remote_error,
 )
 from .core.results import backend_errors, declare_reply_queue, wait_for
@@ -178,11 +179,11 @@ def _sending(what: str) -> Iterator[None]:
     except OperationalError as exc:
         raise BrokerUnreachable(f"could not send {what}: {exc}") from None
     except Exception as exc:
-        text = str(getattr(exc, "reply_text", None) or exc).splitlines()[0]
-        if getattr(exc, "code", None) == 403:
+        code, text = refusal(exc)
+        if code == 403:
             raise ConfigError(f"RabbitMQ refused access while sending {what} ({text}): see "
                               "docs/security.md for the permissions a producer needs") from None
-        if getattr(exc, "code", None) is not None:  # another refusal by RabbitMQ
+        if code is not None:  # another refusal by RabbitMQ
             raise BrokerUnreachable(f"RabbitMQ refused {what}: {text}") from None
         raise BrokerUnreachable(f"could not send {what}: {type(exc).__name__}: {text}") from None
 

@@ -15,7 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import EXIT_NO_WORKER, BrokerUnreachable, CeleryTasksError, ConfigError
+from .errors import (
+    EXIT_NO_WORKER,
+    BrokerUnreachable,
+    CeleryTasksError,
+    ConfigError,
+    refusal,
+)
 from .fingerprint import Description, fingerprint, incompatibility
 
 #: The remote-control command workers answer.
@@ -80,8 +86,8 @@ def live_workers(app: Any, timeout: float = REPLY_WINDOW,
         replies = app.control.broadcast(COMMAND, reply=True, timeout=timeout, limit=limit,
                                         **pattern)
     except Exception as exc:
-        text = str(getattr(exc, "reply_text", None) or exc).splitlines()[0]
-        if getattr(exc, "code", None) == 403 or "ACCESS_REFUSED" in text:
+        code, text = refusal(exc)
+        if code == 403 or "ACCESS_REFUSED" in text:
             raise ConfigError(
                 f"RabbitMQ refused Celery's remote control to this user ({text}): asking the "
                 "workers needs permission to write to exchange celery.pidbox and to declare "

@@ -126,11 +126,20 @@ class ContractNotImplemented(NotImplementedError):
     """Raised by a contract stub's ``run``: stubs describe work, workers do it."""
 
 
+def refusal(exc: BaseException) -> tuple[int | None, str]:
+    """RabbitMQ's reply code for an operation it refused by closing the channel or the
+    connection (403 access refused, 404 not found, 406 precondition failed...), None for any
+    other error; and the error's first line."""
+    code = getattr(exc, "code", None)
+    text = str(getattr(exc, "reply_text", None) or exc).splitlines()
+    return (code if isinstance(code, int) else None), (text[0] if text else type(exc).__name__)
+
+
 def message_refused(exc: BaseException, what: str) -> ConfigError | None:
     """RabbitMQ's refusal of a message over its max_message_size (406), as the setting to
     fix; None for any other error."""
-    text = str(getattr(exc, "reply_text", None) or exc)
-    if getattr(exc, "code", None) != 406 or "max size" not in text:
+    code, text = refusal(exc)
+    if code != 406 or "max size" not in text:
         return None
     return ConfigError(
         f"RabbitMQ refused {what}: {text.rsplit(' - ', 1)[-1]}; set "

@@ -23,7 +23,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from .errors import ConfigError, TopologyMismatch
+from .errors import ConfigError, TopologyMismatch, refusal
 
 logger = logging.getLogger("celery_tasks.topology")
 
@@ -97,7 +97,7 @@ def declare_topology(app: Celery, names: list[str] | None = None, conn: Any = No
             with conn.channel() as channel:
                 queue(channel).declare()
         except Exception as exc:
-            code, text = getattr(exc, "code", None), getattr(exc, "reply_text", str(exc))
+            code, text = refusal(exc)
             if (code == 406 and queue.name.endswith(".dead")
                     and "'x-delivery-limit'" in text and "current is none" in text):
                 _warn_unlimited(queue.name)  # declared by a version before this one

@@ -41,6 +41,7 @@ from ..core.errors import (
     ConfigError,
     TopologyMismatch,
     message_refused,
+    refusal,
 )
 from ..core.topology import declare_topology
 from ..core.wire import message_factory, reply_outcome
@@ -264,8 +265,8 @@ class _Stream:
     def _may_use_task_exchange(self, exc: Exception) -> bool:
         """True, once, if RabbitMQ refused a publish by the default exchange: the stream then
         publishes again (what was not confirmed) by the task's exchange."""
-        text = str(getattr(exc, "reply_text", None) or exc)
-        if self.via_exchange or getattr(exc, "code", None) != 403 or "amq.default" not in text:
+        code, text = refusal(exc)
+        if self.via_exchange or code != 403 or "amq.default" not in text:
             return False
         self.via_exchange = self.rerouting = True
         self.report.errors.append(f"publishing by the task's exchange: {text}")
@@ -273,8 +274,7 @@ class _Stream:
 
     def _refused(self, exc: Exception) -> Exception:
         """The one-line error for an operation RabbitMQ refused by closing the channel."""
-        text = getattr(exc, "reply_text", None) or str(exc)
-        code = getattr(exc, "code", None)
+        code, text = refusal(exc)
         too_large = message_refused(exc, f"a {self.task.name} call")
         if too_large is not None:
             return too_large
