@@ -61,6 +61,23 @@ def metrics() -> WorkerMetrics | None:
     return _metrics
 
 
+#: The header RabbitMQ (3.12 and later) adds to every message as it arrives, in ms since the
+#: epoch, when rabbitmq.conf sets message_interceptors.incoming.set_header_timestamp (the
+#: compose brokers do: docker/rabbitmq/celery-tasks.conf).
+ARRIVED_MS = "timestamp_in_ms"
+
+
+def sent_at(headers: Mapping[str, Any]) -> float | None:
+    """When a call was sent, in s since the epoch: its `published_at` (every call sent
+    through celery_tasks), else the broker's arrival stamp (a plain Celery caller, another
+    language's), else None: its queue wait is unknown."""
+    for key, scale in ((PUBLISHED_AT, 1.0), (ARRIVED_MS, 1e-3)):
+        value = headers.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value * scale
+    return None
+
+
 class WorkerMetrics:
     """The metrics of one worker (one task), in a registry of its own."""
 
@@ -113,10 +130,10 @@ class WorkerMetrics:
             self.violations.labels(self.task).inc()
 
     def started(self, headers: Mapping[str, Any], time_start: float) -> None:
-        sent = headers.get(PUBLISHED_AT)
+        sent = sent_at(headers)
         redelivered = (headers.get("delivery_info") or {}).get("redelivered")
-        if isinstance(sent, (int, float)) and not (headers.get("eta") or headers.get("retries")
-                                                   or redelivered):
+        if sent is not None and not (headers.get("eta") or headers.get("retries")
+                                     or redelivered):
             self.queue_wait.labels(self.task).observe(max(0.0, time_start - sent))
 
     def rejected(self, reason: str) -> None:
@@ -199,8 +216,8 @@ def _trace_tasks(active: Any) -> None:
             attr["sender_commit"]: str(request.get("contract_commit", "unknown")),
             attr["retries"]: int(request.retries or 0), attr["task"]: task.name,
             attr["id"]: str(request.id)})
-        sent = request.get(PUBLISHED_AT)
-        if isinstance(sent, (int, float)):
+        sent = sent_at(vars(request))
+        if sent is not None:
             queued = active.start_span(
                 f"queue {task.name}", context=tracing.carrier_context(vars(request)),
                 kind=trace.SpanKind.CONSUMER, start_time=int(sent * 1e9),
