@@ -21,8 +21,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.cluster import rabbitmq_nodes
 from harness.compose import free_port
 from harness.processes import Worker, run_producer, run_script
+from harness.services import ServiceUnavailable
+from tests.conftest import fail_or_skip
 
 Span = dict[str, Any]
 
@@ -304,7 +307,8 @@ def test_the_worker_counts_each_outcome_and_traces_the_dead_letters(
     assert sample(found, "celery_tasks_dead_lettered_total", reason="contract_mismatch") == 1
     assert sample(found, "celery_tasks_dead_lettered_total", reason="contract_violation") == 1
     assert sample(found, "celery_tasks_task_run_seconds_count", task="divide") == 4
-    # Plain Celery's send_task adds no published_at: its queue wait is unknown.
+    # Plain Celery's send_task adds no published_at, and the harness's broker stamps no
+    # arrival: its queue wait is unknown.
     assert sample(found, "celery_tasks_queue_wait_seconds_count", task="divide") == 2
     assert sample(found, "celery_tasks_in_flight", task="divide") == 0
     assert sample(found, "celery_tasks_prefetched", task="divide") == 0
@@ -322,6 +326,35 @@ def test_the_worker_counts_each_outcome_and_traces_the_dead_letters(
         assert trace_id(letter) == trace_id(run)
     mismatched = runs[letters["contract_mismatch"]["attributes"]["messaging.message.id"]]
     assert mismatched["attributes"]["celery_tasks.sender.fingerprint"] == "feedfacefeedface"
+
+
+def test_a_plain_celery_callers_queue_wait_comes_from_rabbitmqs_arrival_stamp(
+    start_worker: Callable[..., Worker], broker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """On a RabbitMQ 4.3 node configured as the compose stacks' (celery-tasks.conf stamps
+    each message's arrival), a plain Celery call, which carries no published_at, has its
+    queue wait measured and its `queue` span in the caller's trace."""
+    with contextlib.ExitStack() as cleanup:
+        try:
+            nodes = cleanup.enter_context(rabbitmq_nodes(1))
+        except ServiceUnavailable as exc:
+            fail_or_skip(str(exc))
+        path, port = tmp_path / "spans.jsonl", free_port()
+        env = {**broker_env, **nodes.settings(), "CELERY_TASKS_TRACES_FILE": str(path),
+               "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        worker = start_worker("divide", env={**env, "CELERY_TASKS_METRICS_PORT": str(port)})
+        cleanup.callback(worker.stop)  # before the node goes
+        out = run_script(send_task_script("divide", "(6, 3)"), env=env)
+        assert out.stdout.strip() == "float", out.stderr
+        found = metrics(port, lambda f: sample(f, "celery_tasks_queue_wait_seconds_count") == 1)
+        assert sample(found, "celery_tasks_queue_wait_seconds_count", task="divide") == 1
+        assert 0 <= sample(found, "celery_tasks_queue_wait_seconds_sum", task="divide") < 30
+        spans = read_spans(path, lambda s: bool(named(s, "queue divide"))
+                           and bool(named(s, "apply_async/divide")))
+        (publish,) = named(spans, "apply_async/divide")
+        (queued,) = named(spans, "queue divide")
+        assert queued["parent_id"] == span_id(publish)
+        assert trace_id(queued) == trace_id(publish)
 
 
 def test_without_the_settings_nothing_is_traced_or_served(
