@@ -51,19 +51,27 @@ class ReplyQueueBackend(RPCBackend):
         now = time.monotonic()
         if now - self._declared.get(channel, -REDECLARE_AFTER) < REDECLARE_AFTER:
             return
-        maybe_declare(self.binding(channel), retry=True)
+        declare_within_retries(self.app, self.binding(channel))
         self._declared[channel] = now
 
 
 def declare_reply_queue(app: Any) -> str:
     """Declare the reply queue `app`'s `rpc://` results come to (a workflow's steps reply
     there, though this app may publish none of them); its name. On a connection from the
-    app's pool: a new connection per workflow cost a TCP and AMQP handshake (5 ms here). The
-    queue is auto-delete, so kombu never caches its declaration: it is declared each time."""
+    app's pool: a new connection per workflow cost a TCP and AMQP handshake (5 ms here).
+    Celery's rpc queues are never cached by kombu (`can_cache_declaration` is False), so the
+    queue is declared each time, and comes back if it expired."""
     backend = app.backend
     with app.pool.acquire(block=True) as conn:
-        maybe_declare(backend.binding(conn.default_channel), retry=True)
+        declare_within_retries(app, backend.binding(conn.default_channel))
     return str(backend.oid)
+
+
+def declare_within_retries(app: Any, queue: Any) -> None:
+    """Declare `queue` (bound to a channel), reconnecting as a publish does: within
+    `task_publish_retry_policy`, then OperationalError. A pooled connection whose broker
+    went away still looks connected, and kombu's own retry, unbounded, would wait forever."""
+    maybe_declare(queue, retry=True, **app.conf.task_publish_retry_policy)
 
 
 def wait_for(result: Any, timeout: float | None, interval: float) -> Any:
