@@ -129,10 +129,12 @@ class ContractNotImplemented(NotImplementedError):
 def refusal(exc: BaseException) -> tuple[int | None, str]:
     """RabbitMQ's reply code for an operation it refused by closing the channel or the
     connection (403 access refused, 404 not found, 406 precondition failed...), None for any
-    other error; and the error's first line."""
-    code = getattr(exc, "code", None)
+    other error; and the error's first line. py-amqp's errors without a reply (a connection
+    already closed) have code 0; one for a code it has no class for keeps it in reply_code."""
+    code = getattr(exc, "reply_code", None) or getattr(exc, "code", None)
     text = str(getattr(exc, "reply_text", None) or exc).splitlines()
-    return (code if isinstance(code, int) else None), (text[0] if text else type(exc).__name__)
+    refused = isinstance(code, int) and not isinstance(code, bool) and code > 0
+    return (code if refused else None), (text[0] if text else type(exc).__name__)
 
 
 def message_refused(exc: BaseException, what: str) -> ConfigError | None:

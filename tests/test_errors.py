@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from amqp.exceptions import AccessRefused, NotFound, PreconditionFailed
+from amqp.exceptions import (
+    AccessRefused,
+    ChannelError,
+    NotFound,
+    PreconditionFailed,
+    RecoverableConnectionError,
+    error_for_code,
+)
 from kombu.exceptions import OperationalError
 
 from celery_tasks.core.errors import ConfigError, message_refused, refusal
@@ -16,6 +23,10 @@ from celery_tasks.core.errors import ConfigError, message_refused, refusal
     (PreconditionFailed("PRECONDITION_FAILED - inequivalent arg\nsecond line"), 406,
      "PRECONDITION_FAILED - inequivalent arg"),
     (OperationalError("[Errno 111] Connection refused"), None, "[Errno 111] Connection refused"),
+    (RecoverableConnectionError("connection already closed"), None,
+     "connection already closed"),
+    (error_for_code(599, "SOME_NEW_REFUSAL - x", (60, 40), ChannelError), 599,
+     "SOME_NEW_REFUSAL - x"),
     (ValueError(), None, "ValueError"),
 ])
 def test_a_refusal_is_rabbitmqs_code_and_one_line(

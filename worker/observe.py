@@ -19,7 +19,8 @@ told), at `/metrics`. They are counted where Celery settles each message, in tha
     celery_tasks_in_flight{task}, celery_tasks_prefetched{task}   running; received, waiting
     celery_tasks_worker_info{task, fingerprint, commit, hostname}  1
 
-The queue wait runs from the producer's `published_at` header to the pool's start: first
+The queue wait runs from the producer's `published_at` header (else from RabbitMQ's
+arrival stamp, `timestamp_in_ms`, on a broker that sets it) to the pool's start: first
 deliveries only (a retry or a delayed call waits on purpose; a message RabbitMQ delivers
 again waited for an earlier attempt too), and as exact as the two hosts' clocks agree.
 
