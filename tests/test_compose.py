@@ -6,11 +6,13 @@ base images. Without one these tests skip with the reason; with CI set they fail
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -175,35 +177,49 @@ def prometheus(port: int, path: str, **params: str) -> Any:
         return json.loads(r.read().decode())["data"]
 
 
-def wait_for_targets(port: int, services: set[str], timeout: float = 90) -> list[dict[str, Any]]:
-    """Prometheus's active targets, once `services` each have a worker target and every
-    target is up (or as they are after `timeout` s)."""
+def wait_for_targets(port: int, replicas: dict[str, int],
+                     timeout: float = 120) -> list[dict[str, Any]]:
+    """Prometheus's active targets, once each worker service has a target per replica
+    (`replicas`: DNS discovery refreshes every 15 s) and every target is up (or as they are
+    after `timeout` s)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             targets: list[dict[str, Any]] = prometheus(port, "targets")["activeTargets"]
         except OSError:  # not listening yet
             targets = []
-        found = {t["labels"].get("service") for t in targets if t["labels"]["job"] == "workers"}
-        ready = services <= found and all(t["health"] == "up" for t in targets)
+        found = Counter(t["labels"].get("service") for t in targets
+                        if t["labels"]["job"] == "workers")
+        ready = all(found[service] == count for service, count in replicas.items()) and all(
+            t["health"] == "up" for t in targets)
         if ready or time.monotonic() > deadline:
             return targets
         time.sleep(2)
 
 
-def monitoring_up(stack: Stack) -> tuple[int, list[dict[str, Any]]]:
+@contextlib.contextmanager
+def monitoring_up(stack: Stack) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """`make up MONITORING=1` on `stack` (CLUSTER=1 for the cluster): Prometheus's port and
     its active targets, once every worker container and every RabbitMQ node of the stack is a
-    target that is up. A scaled service is one target per replica."""
+    target that is up (a scaled service: one target per replica). Prometheus and Flower are
+    removed afterwards: the stack's later tests run without them."""
     image = stack.env.get("PROMETHEUS_IMAGE", PROMETHEUS_IMAGE)
     if not stack.client.images.list(name=image):
         fail_or_skip(f"image {image} is missing (run 'make engine')")
     port = free_port()
-    stack.env.update(PROMETHEUS_PORT=str(port), FLOWER_PORT=str(free_port()))
-    up = stack.make("up", "MONITORING=1")
-    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    try:
+        up = stack.make("up", "MONITORING=1", f"PROMETHEUS_PORT={port}",
+                        f"FLOWER_PORT={free_port()}")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        yield port, check_targets(stack, port)
+    finally:
+        stack.compose("--profile", "monitoring", "rm", "--stop", "--force", "prometheus",
+                      "flower")
 
-    targets = wait_for_targets(port, set(WORKERS))
+
+def check_targets(stack: Stack, port: int) -> list[dict[str, Any]]:
+    """Prometheus's targets, each up: every worker container and every RabbitMQ node."""
+    targets = wait_for_targets(port, {s: len(stack.containers(s)) for s in WORKERS})
     down = {t["scrapeUrl"]: t["lastError"] for t in targets if t["health"] != "up"}
     assert targets and not down, down
     for service in WORKERS:
@@ -213,7 +229,7 @@ def monitoring_up(stack: Stack) -> tuple[int, list[dict[str, Any]]]:
         nodes = sorted(t["labels"]["instance"] for t in targets if t["labels"]["job"] == job)
         assert nodes == [f"{node}:15692" for node in stack.nodes()], (job, nodes)
     assert {t["labels"]["job"] for t in targets} == {"rabbitmq", "rabbitmq-detailed", "workers"}
-    return port, targets
+    return targets
 
 
 def queue_depths(port: int, queue: str) -> list[dict[str, Any]]:
@@ -230,8 +246,8 @@ def test_prometheus_scrapes_every_worker_container_and_rabbitmqs_queue_depths(
     """`make up MONITORING=1`: the monitoring profile's Prometheus finds each worker container
     by its service's name (a scaled service: each replica) and RabbitMQ's plugin, and has
     every one up."""
-    port, _ = monitoring_up(stack)
-    (series,) = queue_depths(port, "count_primes")
+    with monitoring_up(stack) as (port, _):
+        (series,) = queue_depths(port, "count_primes")
     assert series["metric"]["job"] == "rabbitmq-detailed"
     assert float(series["value"][1]) >= 0
 

@@ -174,14 +174,14 @@ def test_prometheus_scrapes_the_three_nodes_and_counts_a_queue_once_by_its_leade
     """`make up CLUSTER=1 MONITORING=1`: every worker and both plugin jobs of all three
     nodes are up; a quorum queue's depth is one series, from the node that leads it (a sum
     over nodes counts each message once)."""
-    port, _ = monitoring_up(whole)
-    leader = whole.leader("count_primes")
-    deadline = time.monotonic() + 60  # a scrape every 5 s; the leader may have just moved
-    while True:
-        series = queue_depths(port, "count_primes")
-        instances = [s["metric"]["instance"] for s in series]
-        if instances == [f"{leader}:15692"] or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    with monitoring_up(whole) as (port, _):
         leader = whole.leader("count_primes")
+        deadline = time.monotonic() + 60  # a scrape every 5 s; the leader may have just moved
+        while True:
+            series = queue_depths(port, "count_primes")
+            instances = [s["metric"]["instance"] for s in series]
+            if instances == [f"{leader}:15692"] or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+            leader = whole.leader("count_primes")
     assert instances == [f"{leader}:15692"], (instances, leader)
