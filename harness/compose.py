@@ -54,6 +54,9 @@ class Stack:
             **{f"RABBITMQ_{role}_PASSWORD": password for role, password in PASSWORDS.items()},
             "RABBITMQ_ERLANG_COOKIE": uuid.uuid4().hex,
             "RABBITMQ_MANAGEMENT_PORT": str(free_port()),
+            # scripts/compose-wait.sh: three nodes forming a cluster, and the first worker's
+            # quorum queues, on 2 loaded cores, may take longer than its default 240 s.
+            "WAIT_TIMEOUT": "600",
         })
 
     @property

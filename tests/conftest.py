@@ -7,6 +7,7 @@ Without them these tests skip with the reason; with CI set they fail instead.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,16 @@ def broker(rabbitmq: RabbitMQ, broker_env: dict[str, str]) -> Iterator[Broker]:
     b.delete_task_queues()
     yield b
     b.delete_task_queues()
+
+
+def wait_for_depth(broker: Broker, queue: str, expected: int, timeout: float = 15) -> int | None:
+    """Poll a queue's depth until it is `expected` (dead-lettering is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    depth = broker.depth(queue)
+    while depth != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        depth = broker.depth(queue)
+    return depth
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from harness.processes import PRODUCER_DIR, Worker, clean_env, run_script
-from tests.conftest import Broker
+from tests.conftest import Broker, wait_for_depth
 
 SCRIPT = """
 import json
@@ -40,7 +40,7 @@ def test_outcomes_come_back_in_order_with_an_error_per_failing_item(
         else:
             assert outcome["result"] == i / (i % 4)  # in call order
     assert len(worker.received()) == 200  # each call published once
-    assert broker.depth("divide.dead") == 50  # every failed message kept
+    assert wait_for_depth(broker, "divide.dead", 50) == 50  # every failed message kept
 
 
 def test_a_broker_that_stops_confirming_is_a_timeout_not_a_lost_broker(

@@ -15,6 +15,7 @@ from bench.__main__ import targets, verdict_line
 from harness.processes import ROOT, clean_env
 
 
+@pytest.mark.timeout(1200)  # every row's start-up, two RabbitMQ 4.3 clusters: minutes here
 def test_make_bench_measures_every_row_and_writes_json_and_plot(tmp_path: Path) -> None:
     env = {**clean_env({}), "BENCH_RESULTS": str(tmp_path), "BENCH_N": "60",
            "BENCH_RTT": "5", "BENCH_RUNS": "1", "BENCH_MEMORY_NS": "50,200"}

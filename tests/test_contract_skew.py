@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.processes import ROOT, Worker, clean_env
-from tests.conftest import Broker
-from tests.faults.conftest import wait_for_depth
+from tests.conftest import Broker, wait_for_depth
 from tests.test_submodules import GIT_ENV, git
 
 DIVIDE = "    def run(self, a: float, b: float) -> float:"

@@ -34,7 +34,8 @@ def test_status_lists_workers_of_two_pins_and_whether_each_can_be_called(
     clone, old, new = skewed_clone(tmp_path, DIGITS, DIGITS_IMPL, stale="producer")
     ours = start_worker("divide", pool="threads")
     theirs = start_worker("divide", pool="threads", cwd=clone / "consumer")
-    out = status(broker_env, "--json")
+    # Both workers must answer within the window: 3 s, not the default 1 s, on a loaded host.
+    out = status(broker_env, "--json", "--timeout", "3")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     nodes = {w["node"]: w for w in report["workers"]}
@@ -45,7 +46,7 @@ def test_status_lists_workers_of_two_pins_and_whether_each_can_be_called(
     assert report["contracts"]["divide"] in prints and len(prints) == 2
     # An optional parameter added: this producer's contract can call both.
     assert all(w["contracts"]["divide"]["callable"] for w in nodes.values())
-    text = status(broker_env).stdout
+    text = status(broker_env, "--timeout", "3").stdout
     assert "divide " in text and "2 live" in text
     for worker in (ours, theirs):
         pid = worker.process.pid  # type: ignore[union-attr]

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from harness.processes import PRODUCER_DIR, Worker, clean_env, run_producer, run_script
-from tests.conftest import Broker
+from tests.conftest import Broker, wait_for_depth
 
 CALLS = """
 import json, threading
@@ -64,7 +64,7 @@ def test_single_calls_give_results_and_errors_on_a_line_per_thread(
     assert len(queues) == 5 and all(q.startswith("celery_tasks.reply.") for q in queues)
     assert (got["fresh"], got["lines_here"]) == ([4.0, 4.0, 4.0], 1)
     assert len(worker.received()) == 3 + 4 * 25 + 3  # each call published once
-    assert broker.depth("divide.dead") == 1  # the failed call kept
+    assert wait_for_depth(broker, "divide.dead", 1) == 1  # the failed call kept
 
 
 RECONNECT = """
@@ -114,10 +114,12 @@ def test_a_call_after_the_broker_closed_the_line_connects_again_and_publishes_on
 def test_a_single_call_with_no_worker_is_a_timeout_naming_the_task(
     broker_env: dict[str, str], broker: Broker
 ) -> None:
-    out = run_producer("unique_magic_task", "1", "2", "3", "--timeout", "1", env=broker_env)
+    # 3 s: the deadline also covers connecting, declaring and the publish's confirm, which
+    # must come first for "stays queued" (else the call is "never confirmed").
+    out = run_producer("unique_magic_task", "1", "2", "3", "--timeout", "3", env=broker_env)
     assert out.returncode == 6
     assert out.stderr.startswith("error: no result for unique_magic_task[")
-    assert ("within 1 s: is a worker running for unique_magic_task? The task stays queued "
+    assert ("within 3 s: is a worker running for unique_magic_task? The task stays queued "
             "and may still run") in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert broker.depth("unique_magic_task") == 1  # confirmed, queued, kept
@@ -155,7 +157,7 @@ from celery_tasks.core.errors import TaskTimeout
 from celery_tasks.remote import remote
 from celery_tasks.tasks import MagicCeleryTask
 
-magic = remote(MagicCeleryTask.run, timeout=1)
+magic = remote(MagicCeleryTask.run, timeout=3)  # the confirm, then no result
 errors = []
 for _ in range(2):
     try:

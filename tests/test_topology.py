@@ -12,8 +12,7 @@ from collections.abc import Callable
 from kombu import Exchange, Queue
 
 from harness.processes import CONSUMER_DIR, Worker, clean_env, run_producer
-from tests.conftest import Broker
-from tests.faults.conftest import wait_for_depth
+from tests.conftest import Broker, wait_for_depth
 
 # A real worker for `divide`, in this process with its pool on threads, whose AMQP
 # declarations are recorded in order; it prints them and exits once it is ready.

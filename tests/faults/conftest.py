@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,12 @@ from tests.faults.contracts import IMPLEMENTATIONS
 FAULT_TASKS = tuple(IMPLEMENTATIONS)
 REPORT: list[dict[str, Any]] = []
 REPORT_PATH = ROOT / "build" / "faults.json"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The cluster's tests last, in their order: the cluster stays up from its first test to
+    the end of the run, and its nodes and workers would load the host under the others."""
+    items.sort(key=lambda item: "cluster" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")
@@ -82,16 +87,6 @@ def send(name: str, args: list[Any], env: dict[str, str], count: int = 1,
 def attempts(env: dict[str, str], key: str) -> int:
     path = Path(env["FAULTS_STATE_DIR"]) / f"{key}.attempts"
     return int(path.read_text()) if path.exists() else 0
-
-
-def wait_for_depth(broker: Broker, queue: str, expected: int, timeout: float = 15) -> int | None:
-    """Poll a queue's depth until it is `expected` (dead-lettering is asynchronous)."""
-    deadline = time.monotonic() + timeout
-    depth = broker.depth(queue)
-    while depth != expected and time.monotonic() < deadline:
-        time.sleep(0.2)
-        depth = broker.depth(queue)
-    return depth
 
 
 @pytest.fixture

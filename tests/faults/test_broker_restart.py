@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness.compose import free_port
 from harness.processes import PRODUCER_DIR, Worker, clean_env
 from harness.services import RabbitMQ, Services
-from tests.faults.test_crashes import finish, start_batch, wait_received
+from tests.faults.test_crashes import finish, start_batch, wait_received, wait_running
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_a_broker_restart_mid_batch_with_rpc_results_loses_no_task(
     worker = start_worker("sleep_echo", env=env, concurrency=2)
     batch = subprocess.Popen(
         [sys.executable, "-m", "producer", "sleep_echo", "0.2", "payload", "--count", "40",
-         "--timeout", "30", "--json"], cwd=PRODUCER_DIR, env=clean_env(env),
+         "--timeout", "120", "--json"], cwd=PRODUCER_DIR, env=clean_env(env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_received(worker, 6)
     rabbit("stop")
@@ -119,13 +120,15 @@ def test_a_broker_restart_during_a_single_call_loses_neither_task_nor_result(
     does not publish the confirmed task twice, and takes the result from its durable reply
     queue."""
     env = {**broker_env, "BROKER_CONNECT_TIMEOUT": "60"}
-    worker = start_worker("sleep_echo", env=env, concurrency=2)
+    port = free_port()
+    worker = start_worker("sleep_echo", env={**env, "CELERY_TASKS_METRICS_PORT": str(port)},
+                          concurrency=2)
     call = subprocess.Popen(
-        [sys.executable, "-m", "producer", "sleep_echo", "1.5", "payload", "--timeout", "90",
+        [sys.executable, "-m", "producer", "sleep_echo", "5", "payload", "--timeout", "90",
          "--json"], cwd=PRODUCER_DIR, env=clean_env(env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_received(worker, 1)
-    rabbit("stop")  # the task is running: its message is not acknowledged yet
+    wait_running(worker, port)
+    rabbit("stop")  # the task is running (5 s): its message is not acknowledged yet
     time.sleep(2)
     rabbit("start")
     out, err = call.communicate(timeout=120)

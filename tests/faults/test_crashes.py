@@ -34,6 +34,15 @@ def wait_received(worker: Worker, count: int, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def wait_running(worker: Worker, port: int) -> None:
+    """Until a pool process of `worker` (serving metrics on `port`) has started a task: its
+    in-flight gauge (Celery's active requests) is 1 or more. A task only received may still
+    sit in the pool's outbound buffer, which a warm shutdown drops (RabbitMQ delivers it
+    again): a fault meant for a running task waits for this, not for "received"."""
+    running = metrics(port, lambda found: sample(found, "celery_tasks_in_flight") >= 1)
+    assert sample(running, "celery_tasks_in_flight") >= 1, worker.log
+
+
 def test_sigkill_of_a_worker_mid_batch_loses_nothing(
     start_worker: Callable[..., Worker], broker_env: dict[str, str],
     record: Callable[..., None],
@@ -55,16 +64,12 @@ def test_sigterm_finishes_the_running_task_and_leaves_the_rest_queued(
     start_worker: Callable[..., Worker], broker_env: dict[str, str],
     record: Callable[..., None],
 ) -> None:
-    # A task only received may still sit in the pool's outbound buffer, which a warm shutdown
-    # drops (the broker redelivers it), so SIGTERM waits until a pool process has accepted
-    # the task: the worker's in-flight gauge (Celery's active requests) reads 1.
     port = free_port()
     first = start_worker("sleep_echo", concurrency=1,
                          env={**broker_env, "CELERY_TASKS_METRICS_PORT": str(port)})
     batch = start_batch(broker_env, "sleep_echo", "1.5", "payload", "--count", "5",
                         "--timeout", "120")
-    running = metrics(port, lambda found: sample(found, "celery_tasks_in_flight") >= 1)
-    assert sample(running, "celery_tasks_in_flight") == 1, first.log
+    wait_running(first, port)
     first.signal(signal.SIGTERM)  # warm shutdown
     assert first.stop(timeout=30) == 0
     assert "succeeded" in first.log  # the running task was finished, not abandoned

@@ -11,8 +11,8 @@ import pytest
 
 from harness.compose import free_port
 from harness.processes import ROOT, Worker, kill_all
-from tests.conftest import Broker
-from tests.faults.conftest import send, wait_for_depth
+from tests.conftest import Broker, wait_for_depth
+from tests.faults.conftest import send
 from tests.test_telemetry import Samples, metrics, named, read_spans, sample, span_id, trace_id
 
 Metered = Callable[[str], tuple[dict[str, str], Path, int]]

@@ -12,8 +12,7 @@ import pytest
 from kombu import Producer
 
 from harness.processes import Worker, run_producer
-from tests.conftest import Broker
-from tests.faults.conftest import wait_for_depth
+from tests.conftest import Broker, wait_for_depth
 
 QUEUE = "unique_magic_task"
 

@@ -9,8 +9,8 @@ import re
 from collections.abc import Callable
 
 from harness.processes import Worker, run_script
-from tests.conftest import Broker
-from tests.faults.conftest import send, wait_for_depth
+from tests.conftest import Broker, wait_for_depth
+from tests.faults.conftest import send
 
 MiB = 2**20
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.processes import Worker
-from tests.conftest import Broker
-from tests.faults.conftest import attempts, send, wait_for_depth
+from tests.conftest import Broker, wait_for_depth
+from tests.faults.conftest import attempts, send
 
 
 def test_transient_errors_are_retried_then_succeed(

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from harness.processes import ROOT, Worker, clean_env, run_producer
-from tests.conftest import Broker
-from tests.faults.conftest import send, wait_for_depth
+from tests.conftest import Broker, wait_for_depth
+from tests.faults.conftest import send
 
 
 def send_raw(queue: str, name: str, args: list[Any], env: dict[str, str]) -> dict[str, Any]:
