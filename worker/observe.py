@@ -9,7 +9,7 @@ told), at `/metrics`. They are counted where Celery settles each message, in tha
                                                               contract_mismatch,
                                                               contract_violation, timeout,
                                                               worker_lost, revoked,
-                                                              rejected
+                                                              rejected, interrupted
     celery_tasks_task_run_seconds{task}                      histogram
     celery_tasks_queue_wait_seconds{task}                    histogram: publish to start
     celery_tasks_contract_mismatches_total{task, fingerprint, sender_fingerprint,

@@ -74,7 +74,7 @@ class ContractRequest(Request):
     def _outcome_of(self, exc: BaseException) -> str | None:
         """What a failed run counts as; None for what is counted elsewhere or not at all: a
         retry (on_retry), a run stopped by a revoke (_announce_revoked) or by a lost broker
-        (its message comes again), a task that asked to be ignored or requeued."""
+        (_announce_cancelled), a task that asked to be ignored or requeued."""
         stopped = self._already_cancelled or self._already_revoked
         if isinstance(exc, (Retry, Terminated, Ignore)) or (
                 stopped and isinstance(exc, (SystemExit, KeyboardInterrupt))):
@@ -99,6 +99,9 @@ class ContractRequest(Request):
         super()._announce_revoked(*args, **kwargs)
 
     def _announce_cancelled(self, emit_retry: bool = True) -> None:
+        # A running task stopped because the worker lost the broker (or a shutdown cancelled
+        # it): unacknowledged, its message comes again, and that run is counted on its own.
+        self._settled("interrupted")
         self._already_cancelled = True  # before the RETRY state, which may not get through
         super()._announce_cancelled(emit_retry=emit_retry)
 
