@@ -16,6 +16,7 @@ from harness.compose import free_port
 from harness.processes import PRODUCER_DIR, Worker, clean_env
 from harness.services import RabbitMQ, Services
 from tests.faults.test_crashes import finish, start_batch, wait_received, wait_running
+from tests.test_telemetry import metrics, sample
 
 
 @pytest.fixture
@@ -139,3 +140,7 @@ def test_a_broker_restart_during_a_single_call_loses_neither_task_nor_result(
                                "status": "SUCCESS", "result": "payload"}
     received = {task_id for _, task_id in worker.received()}
     assert received == {json.loads(out)["id"]}  # published once; maybe delivered twice
+    # The run the lost broker stopped, and the run of its message delivered again.
+    found = metrics(port, lambda f: sample(f, "celery_tasks_tasks_total", outcome="success") >= 1)
+    assert sample(found, "celery_tasks_tasks_total", outcome="interrupted") == 1, worker.log
+    assert sample(found, "celery_tasks_tasks_total", outcome="success") == 1
