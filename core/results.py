@@ -47,7 +47,11 @@ class ReplyQueueBackend(RPCBackend):
     def on_task_call(self, producer: Any, task_id: str) -> None:
         if task_join_will_block():  # a prefork child: the parent declared it
             return
-        channel = producer.channel
+        self.declare(producer.channel)
+
+    def declare(self, channel: Any) -> None:
+        """Declare the reply queue on `channel`: once, and again after `REDECLARE_AFTER`
+        seconds (Celery's rpc queues are never cached by kombu)."""
         now = time.monotonic()
         if now - self._declared.get(channel, -REDECLARE_AFTER) < REDECLARE_AFTER:
             return
@@ -58,12 +62,14 @@ class ReplyQueueBackend(RPCBackend):
 def declare_reply_queue(app: Any) -> str:
     """Declare the reply queue `app`'s `rpc://` results come to (a workflow's steps reply
     there, though this app may publish none of them); its name. On a connection from the
-    app's pool: a new connection per workflow cost a TCP and AMQP handshake (5 ms here).
-    Celery's rpc queues are never cached by kombu (`can_cache_declaration` is False), so the
-    queue is declared each time, and comes back if it expired."""
+    app's pool, as every call's own declaration: a new connection per workflow cost a TCP
+    and AMQP handshake (5 ms here)."""
     backend = app.backend
     with app.pool.acquire(block=True) as conn:
-        declare_within_retries(app, backend.binding(conn.default_channel))
+        if isinstance(backend, ReplyQueueBackend):
+            backend.declare(conn.default_channel)
+        else:  # Celery's own rpc backend (an app not made by create_worker_from)
+            declare_within_retries(app, backend.binding(conn.default_channel))
     return str(backend.oid)
 
 
