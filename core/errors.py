@@ -177,9 +177,13 @@ ERROR_OUTCOMES = {
 }
 
 
+def unwrapped(error: BaseException) -> BaseException:
+    """A task's own error, as a pool process's error arrives wrapped (billiard's
+    ExceptionWithTraceback); only that wrapper: a Retry's own `exc` is the error it retries."""
+    return error.exc if isinstance(error, ExceptionWithTraceback) else error
+
+
 def outcome_of(error: BaseException | str) -> str:
     """The outcome metrics and spans name for a task's error (or its type's name)."""
-    if isinstance(error, ExceptionWithTraceback):  # how a pool process's error arrives
-        error = error.exc
-    name = error if isinstance(error, str) else type(error).__name__
+    name = error if isinstance(error, str) else type(unwrapped(error)).__name__
     return ERROR_OUTCOMES.get(name, "failure")

@@ -21,12 +21,11 @@ from __future__ import annotations
 from time import time
 from typing import Any
 
-from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import Terminated
 from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from celery.worker.request import Request
 
-from ..core.errors import outcome_of
+from ..core.errors import outcome_of, unwrapped
 from . import observe
 
 
@@ -61,9 +60,7 @@ class ContractRequest(Request):
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True,
                    return_ok: bool = False) -> None:
-        exc = exc_info.exception
-        # How a pool process's error arrives (a Retry's own `exc` is the error it retries).
-        inner = exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
+        inner = unwrapped(exc_info.exception)
         if isinstance(inner, TimeLimitExceeded):
             self._timed_out = True
         outcome = self._outcome_of(inner)
